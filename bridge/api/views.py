@@ -1,0 +1,237 @@
+"""HTTP endpoints: thin. Verify, parse, store in one transaction, answer. Never call another system.
+
+Webhook answers: 200 once stored (duplicates too), 400 for what cannot be parsed, 403 for a bad
+signature, 404 for a wrong path token or unknown endpoint, 413 for an oversized body, 503 when the
+database could not store it (the sender should retry).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, connection
+from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, NotAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from bridge import services
+from bridge.api.auth import BearerTokenAuthentication, HasApiToken
+from bridge.connectors import get_connector
+from bridge.exceptions import BridgeError, ConfigurationError, WebhookError
+from bridge.infobip.events import parse_webhook
+from bridge.models import PRIORITIES, CcaasEndpoint, ConversationLink, Delivery, Message
+from bridge.signing import tokens_equal
+
+logger = logging.getLogger(__name__)
+
+
+def error(message: str, code: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=code)
+
+
+def exception_handler(exc, context):
+    """DRF errors as {"error": "..."} like every other error the bridge answers."""
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data.get("detail") if isinstance(response.data, dict) else None
+    if detail is None:
+        detail = response.data
+    if isinstance(exc, NotAuthenticated) or response.status_code == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="bridge"'
+    response.data = {"error": detail if isinstance(detail, str) else json.dumps(detail)}
+    return response
+
+
+class WebhookView(APIView):
+    """Base for webhooks: raw body first (signatures cover the exact bytes), JSON only."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    parser_classes: list = []
+
+    def raw_body(self, request: Request) -> bytes:
+        content_type = request.META.get("CONTENT_TYPE", "")
+        if "json" not in content_type.lower():
+            raise WebhookError(f"Content-Type must be application/json, not {content_type or 'missing'!r}")
+        try:
+            return request._request.body
+        except RequestDataTooBig as exc:
+            raise WebhookError(
+                f"body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes", status=413
+            ) from exc
+
+    def handle_exception(self, exc):
+        if isinstance(exc, WebhookError):
+            return Response({"error": str(exc)}, status=exc.status)
+        if isinstance(exc, DatabaseError):
+            logger.exception("webhook could not be stored")
+            return Response({"error": "could not store the request; try again"}, status=503)
+        return super().handle_exception(exc)
+
+
+class InfobipWebhookView(WebhookView):
+    """Infobip's inbound-message webhook (account configuration and, later, Subscriptions events)."""
+
+    def post(self, request: Request, token: str) -> Response:
+        if not tokens_equal(token, settings.BRIDGE_INBOUND_TOKEN):
+            raise Http404
+        body = self.raw_body(request)
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WebhookError("body is not valid JSON") from exc
+        parsed = parse_webhook(data)
+        if parsed.ignored:
+            return Response({"status": "ignored", "reason": parsed.ignored})
+        recorded = services.record_inbound(parsed.messages)
+        return Response(
+            {
+                "status": "ok",
+                "stored": recorded.stored,
+                "duplicates": recorded.duplicates,
+                "ignored": recorded.ignored,
+            }
+        )
+
+
+class CcaasWebhookView(WebhookView):
+    """Events from a contact center, verified and parsed by the endpoint's connector."""
+
+    def post(self, request: Request, slug: str) -> Response:
+        endpoint = CcaasEndpoint.objects.filter(slug=slug, enabled=True).first()
+        if endpoint is None:
+            raise Http404
+        body = self.raw_body(request)
+        try:
+            connector = get_connector(endpoint)
+            connector.verify_webhook(body, request.headers)
+            events = connector.parse_webhook(body, request.headers)
+        except ConfigurationError as exc:
+            logger.error("webhook for %s cannot be checked: %s", slug, exc)
+            return Response({"error": "endpoint is not configured to receive webhooks"}, status=503)
+        result = services.ingest_events(endpoint, events)
+        return Response(
+            {
+                "status": "ok",
+                "stored": result.stored,
+                "duplicates": result.duplicates,
+                "unknown": result.unknown,
+            }
+        )
+
+
+class EscalationSerializer(serializers.Serializer):
+    conversationId = serializers.CharField(max_length=255)
+    endpoint = serializers.SlugField(max_length=64, required=False, allow_blank=True, allow_null=True)
+    queue = serializers.CharField(max_length=255, required=False, allow_blank=True, allow_null=True)
+    priority = serializers.ChoiceField(choices=PRIORITIES, required=False, allow_null=True)
+    context = serializers.DictField(required=False, allow_null=True)
+
+
+class BridgeAPIView(APIView):
+    authentication_classes = [BearerTokenAuthentication]
+    permission_classes = [HasApiToken]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, BridgeError) and not isinstance(exc, APIException):
+            code = 400 if getattr(exc, "permanent", False) else 503
+            return Response({"error": str(exc)}, status=code)
+        return super().handle_exception(exc)
+
+
+class EscalationView(BridgeAPIView):
+    """POST /api/escalations/: the chatbot asks for a human agent."""
+
+    def post(self, request: Request) -> Response:
+        serializer = EscalationSerializer(data=request.data)
+        if not serializer.is_valid():
+            field, problems = next(iter(serializer.errors.items()))
+            return Response({"error": f"{field}: {' '.join(str(p) for p in problems)}"}, status=400)
+        data = serializer.validated_data
+        link, created = services.escalate(
+            services.EscalationRequest(
+                conversation_id=data["conversationId"],
+                endpoint=data.get("endpoint") or None,
+                queue=data.get("queue") or "",
+                priority=data.get("priority") or "NORMAL",
+                context=data.get("context") or {},
+            )
+        )
+        return Response(
+            {"id": str(link.pk), "state": link.state},
+            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
+        )
+
+
+class HandoverView(BridgeAPIView):
+    """GET /api/handovers/<id>/: one handover as a flat object."""
+
+    def get(self, request: Request, pk: str) -> Response:
+        try:
+            link = ConversationLink.objects.select_related("endpoint").get(pk=uuid.UUID(pk))
+        except (ValueError, ConversationLink.DoesNotExist):
+            return Response({"error": "no such handover"}, status=404)
+        return Response(handover_json(link))
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def handover_json(link: ConversationLink) -> dict:
+    messages = Message.objects.filter(link=link)
+    deliveries = Delivery.objects.filter(link=link)
+    return {
+        "id": str(link.pk),
+        "conversationId": link.conversation_id,
+        "endpoint": link.endpoint.slug if link.endpoint else None,
+        "interactionId": link.interaction_id or None,
+        "state": link.state,
+        "stuck": link.is_stuck(),
+        "channel": link.channel or None,
+        "customerAddress": link.customer_address or None,
+        "queue": link.queue or None,
+        "priority": link.priority,
+        "escalatedAt": _iso(link.escalated_at),
+        "openedAt": _iso(link.opened_at),
+        "acceptedAt": _iso(link.accepted_at),
+        "closingAt": _iso(link.closing_at),
+        "closedAt": _iso(link.closed_at),
+        "lastActivityAt": _iso(link.last_activity_at),
+        "closeReason": link.close_reason or None,
+        "messagesFromCustomer": messages.filter(direction=Message.Direction.INBOUND).count(),
+        "messagesToCustomer": messages.filter(direction=Message.Direction.OUTBOUND).count(),
+        "deliveriesPending": deliveries.exclude(state__in=Delivery.TERMINAL_STATES).count(),
+        "deliveriesDead": deliveries.filter(state=Delivery.Status.DEAD).count(),
+        "lastError": link.last_error or None,
+    }
+
+
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database and the task broker answer, else 503."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        from django_q.brokers import get_broker
+
+        checks["broker"] = "ok" if get_broker().ping() else "error: no answer"
+    except Exception as exc:
+        checks["broker"] = f"error: {type(exc).__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class BridgeConfig(AppConfig):
+    name = "bridge"
+    verbose_name = "Handover Bridge"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from bridge import signals  # noqa: F401  (connects post_migrate: periodic schedules)

@@ -1,0 +1,151 @@
+"""The Connector interface: what the bridge needs from every kind of contact center.
+
+A connector is instantiated per endpoint row and holds no global state. It turns our types into the
+vendor's requests and the vendor's webhooks and poll answers into our types; it never touches the
+database (the services do). Every vendor call ends in success, TransientError or PermanentError.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from bridge.exceptions import ConfigurationError
+from bridge.types import (
+    CcaasEvent,
+    CloseReason,
+    HandoverContext,
+    InfobipMessage,
+    InteractionRef,
+    OpenResult,
+    PollResult,
+)
+
+if TYPE_CHECKING:
+    from bridge.models import CcaasEndpoint
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector can do, so the rest of the bridge degrades explicitly, never silently."""
+
+    webhook: bool = True
+    poll: bool = False
+    attachments: bool = False  # can carry media itself; else media goes as a text with its link
+    typing: bool = False  # reports agent typing
+    poll_covers_all_interactions: bool = False  # one poll call serves every open interaction
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config or credential key, for validation, the admin form and `bridge_endpoint`."""
+
+    name: str
+    help: str = ""
+    required: bool = False
+    kind: str = "str"  # str, int, bool, url, json, choice
+    choices: tuple[str, ...] = ()
+    default: Any = None
+
+
+class Connector(ABC):
+    kind: ClassVar[str]
+    label: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    config_fields: ClassVar[tuple[Field, ...]] = ()
+    credential_fields: ClassVar[tuple[Field, ...]] = ()
+
+    def __init__(self, endpoint: CcaasEndpoint) -> None:
+        self.endpoint = endpoint
+        self.config: dict[str, Any] = dict(endpoint.config or {})
+        self.credentials: dict[str, Any] = dict(endpoint.credentials or {})
+
+    # --- configuration -----------------------------------------------------------------------------
+    @classmethod
+    def validate(cls, config: Mapping[str, Any], credentials: Mapping[str, Any]) -> list[str]:
+        """Problems with this config and credentials, as sentences an operator can act on."""
+        problems = []
+        for spec, values, what in (
+            (cls.config_fields, config, "config"),
+            (cls.credential_fields, credentials, "credentials"),
+        ):
+            for item in spec:
+                value = values.get(item.name)
+                if item.required and value in (None, ""):
+                    problems.append(
+                        f"{what}: '{item.name}' is required ({item.help})"
+                        if item.help
+                        else f"{what}: '{item.name}' is required"
+                    )
+                elif value not in (None, "") and item.choices and value not in item.choices:
+                    problems.append(f"{what}: '{item.name}' must be one of {', '.join(item.choices)}")
+                elif (
+                    value not in (None, "")
+                    and item.kind == "url"
+                    and not str(value).startswith(("http://", "https://"))
+                ):
+                    problems.append(f"{what}: '{item.name}' must be an http(s) URL")
+                elif value not in (None, "") and item.kind == "int":
+                    try:
+                        int(value)
+                    except (TypeError, ValueError):
+                        problems.append(f"{what}: '{item.name}' must be a whole number")
+        mode = config.get("mode")
+        if mode == "poll" and not cls.capabilities.poll:
+            problems.append(f"config: {cls.kind} cannot poll; use mode 'webhook'")
+        if mode == "webhook" and not cls.capabilities.webhook:
+            problems.append(f"config: {cls.kind} has no webhooks; use mode 'poll'")
+        return problems
+
+    def require(self, source: Mapping[str, Any], name: str) -> Any:
+        value = source.get(name)
+        if value in (None, ""):
+            raise ConfigurationError(f"endpoint {self.endpoint.slug}: '{name}' is not configured")
+        return value
+
+    @property
+    def mode(self) -> str:
+        default = "webhook" if self.capabilities.webhook else "poll"
+        return str(self.config.get("mode") or default)
+
+    # --- the handover ------------------------------------------------------------------------------
+    @abstractmethod
+    def open_interaction(self, ctx: HandoverContext) -> OpenResult:
+        """Open the interaction with the conversation's history and context; return its id.
+
+        Called again after a transient failure: use the handover id as an idempotency key where the
+        vendor accepts one, so a retry never opens a second interaction.
+        """
+
+    @abstractmethod
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
+        """Deliver one customer message (or another Infobip-side message) to the interaction."""
+
+    @abstractmethod
+    def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
+        """Close the interaction because the close started on the bridge's side."""
+
+    # --- what comes back ---------------------------------------------------------------------------
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:  # noqa: B027
+        """Raise SignatureError (403) unless the request really comes from the contact center."""
+
+    @abstractmethod
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[CcaasEvent]:
+        """Turn a webhook request into events (after verify_webhook). WebhookError (400) if unparseable."""
+
+    def poll(self, cursor: str, open_interactions: list[InteractionRef]) -> PollResult:
+        """Events after `cursor`, oldest first, and the cursor to store. Only if capabilities.poll."""
+        raise NotImplementedError(f"{self.kind} cannot poll")
+
+    def check_connection(self) -> str:
+        """Make one harmless authenticated call; return what it showed, or raise an UpstreamError."""
+        raise NotImplementedError(f"{self.kind} has no connection test")
+
+    def webhook_instructions(self) -> str:
+        """What to configure on the vendor's side so it calls our webhook."""
+        return f"Point the contact center's webhook at {self.endpoint.webhook_url()}"
+
+    def acknowledge_failed_delivery(self, event: CcaasEvent, error: str) -> None:  # noqa: B027
+        """Told when an agent message could not be delivered to the customer (permanent failure)."""

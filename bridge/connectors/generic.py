@@ -1,0 +1,238 @@
+"""The generic CCaaS protocol (CONTRACT.md §4): for contact centers that implement a small HTTP API.
+
+Requests are signed (X-Bridge-Timestamp, X-Bridge-Signature) and carry a stable Idempotency-Key;
+webhooks are verified the same way; poll mode reads GET /events?after=<cursor>.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from bridge import http, signing
+from bridge.connectors.base import Capabilities, Connector, Field
+from bridge.exceptions import TransientError, UpstreamError, WebhookError
+from bridge.types import (
+    AgentMessage,
+    CcaasEvent,
+    CloseReason,
+    EventType,
+    HandoverContext,
+    InfobipMessage,
+    InteractionRef,
+    OpenResult,
+    PollResult,
+)
+
+# Reasons the protocol defines for a close that starts on the bridge's side.
+PROTOCOL_CLOSE_REASONS = {"CONVERSATION_CLOSED", "IDLE_TIMEOUT", "OPERATOR"}
+
+
+def message_json(message: InfobipMessage) -> dict[str, Any]:
+    """A message as the protocol carries it; authorType, contentType and content are Infobip's."""
+    return {
+        "id": message.id,
+        "direction": message.direction.value,
+        "authorType": message.author_type.value,
+        "contentType": message.content_type,
+        "content": message.content,
+        "createdAt": message.created_at.isoformat(),
+    }
+
+
+class GenericConnector(Connector):
+    kind = "generic"
+    label = "Generic protocol"
+    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=False)
+    config_fields = (
+        Field(
+            "base_url", "The contact center's bridge API, e.g. https://ccaas.example.com/bridge", True, "url"
+        ),
+        Field(
+            "mode",
+            "webhook: it calls us; poll: we read its /events feed",
+            False,
+            "choice",
+            ("webhook", "poll"),
+            "webhook",
+        ),
+    )
+    credential_fields = (
+        Field("secret", "Shared HMAC secret, both directions", True),
+        Field("api_key", "Optional; sent as Authorization: Bearer"),
+    )
+
+    def __init__(self, endpoint) -> None:
+        super().__init__(endpoint)
+        self.session = http.make_session()
+        api_key = self.credentials.get("api_key")
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    @property
+    def base_url(self) -> str:
+        return str(self.require(self.config, "base_url")).rstrip("/")
+
+    @property
+    def secret(self) -> str:
+        return str(self.require(self.credentials, "secret"))
+
+    def _post(self, path: str, body: dict[str, Any], idempotency_key: str) -> Any:
+        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key,
+            **signing.sign(self.secret, raw),
+        }
+        response = http.request(
+            self.session,
+            "POST",
+            f"{self.base_url}{path}",
+            service=self._service,
+            check_url=True,
+            data=raw,
+            headers=headers,
+        )
+        if not response.content:
+            return {}
+        return http.json_or_error(response, service=self._service)
+
+    @property
+    def _service(self) -> str:
+        return f"endpoint {self.endpoint.slug}"
+
+    # --- Bridge -> CCaaS ---------------------------------------------------------------------------
+    def open_interaction(self, ctx: HandoverContext) -> OpenResult:
+        body = {
+            "handoverId": ctx.handover_id,
+            "conversationId": ctx.conversation_id,
+            "channel": ctx.channel,
+            "customer": {"address": ctx.customer.address, "displayName": ctx.customer.display_name},
+            "queue": ctx.queue,
+            "priority": ctx.priority,
+            "tags": ctx.tags,
+            "metadata": ctx.metadata,
+            "context": ctx.context,
+            "history": [message_json(m) for m in ctx.history],
+        }
+        data = self._post("/interactions", body, idempotency_key=ctx.handover_id)
+        interaction_id = data.get("id") if isinstance(data, dict) else None
+        if not interaction_id:
+            raise UpstreamError(
+                f"{self._service}: POST /interactions answered without an id", service=self._service
+            )
+        return OpenResult(interaction_id=str(interaction_id))
+
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
+        self._post(
+            f"/interactions/{quote(ref.interaction_id, safe='')}/messages",
+            message_json(message),
+            idempotency_key=message.id,
+        )
+
+    def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
+        wire_reason = reason.value if reason.value in PROTOCOL_CLOSE_REASONS else CloseReason.OPERATOR.value
+        self._post(
+            f"/interactions/{quote(ref.interaction_id, safe='')}/close",
+            {"reason": wire_reason},
+            idempotency_key=f"close:{ref.handover_id}",
+        )
+
+    # --- CCaaS -> Bridge ---------------------------------------------------------------------------
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
+        signing.verify(self.secret, body, headers)
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[CcaasEvent]:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WebhookError("body is not valid JSON") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+            raise WebhookError('expected {"events": [...]}')
+        return [self._event(item) for item in data["events"]]
+
+    def poll(self, cursor: str, open_interactions: list[InteractionRef]) -> PollResult:
+        params = {"after": cursor} if cursor else {}
+        headers = signing.sign(self.secret, b"")
+        response = http.request(
+            self.session,
+            "GET",
+            f"{self.base_url}/events",
+            service=self._service,
+            check_url=True,
+            params=params,
+            headers=headers,
+        )
+        data = http.json_or_error(response, service=self._service)
+        if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+            raise UpstreamError(
+                f"{self._service}: GET /events answered without an events list", service=self._service
+            )
+        events = [self._event(item) for item in data["events"]]
+        return PollResult(events=events, cursor=str(data.get("cursor") or cursor))
+
+    def check_connection(self) -> str:
+        if self.mode == "poll":
+            result = self.poll("", [])
+            return f"GET /events answered with {len(result.events)} event(s)"
+        headers = signing.sign(self.secret, b"")
+        # Webhook-mode contact centers need not serve /events; reaching the host is the check.
+        http.guard_url(self.base_url)
+        try:
+            response = self.session.get(self.base_url, timeout=http.timeout(), headers=headers)
+        except requests.RequestException as exc:
+            raise TransientError(
+                f"{self._service}: cannot reach {http.redact_url(self.base_url)}: {type(exc).__name__}",
+                service=self._service,
+            ) from exc
+        if response.status_code in (401, 403) or response.status_code >= 500:
+            http.raise_for_response(response, service=self._service)
+        return f"{http.redact_url(self.base_url)} is reachable (HTTP {response.status_code})"
+
+    def webhook_instructions(self) -> str:
+        return (
+            f"POST signed event batches to {self.endpoint.webhook_url()} "
+            "(X-Bridge-Timestamp, X-Bridge-Signature: v1=<hex HMAC-SHA256(secret, '<ts>.' + body)>)."
+        )
+
+    @staticmethod
+    def _event(item: Any) -> CcaasEvent:
+        if not isinstance(item, dict) or not item.get("id") or not item.get("type"):
+            raise WebhookError("every event needs an id and a type")
+        raw_type = str(item["type"])
+        try:
+            event_type = EventType(raw_type)
+        except ValueError:
+            event_type = EventType.UNKNOWN
+        interaction_id = str(item.get("interactionId") or "")
+        if event_type != EventType.UNKNOWN and not interaction_id:
+            raise WebhookError(f"event {item['id']} has no interactionId")
+        message = None
+        if event_type == EventType.AGENT_MESSAGE:
+            payload = item.get("message")
+            if (
+                not isinstance(payload, dict)
+                or not payload.get("id")
+                or not isinstance(payload.get("content"), dict)
+            ):
+                raise WebhookError(f"agent_message event {item['id']} needs message.id and message.content")
+            agent = payload.get("agent") or {}
+            message = AgentMessage(
+                id=str(payload["id"]),
+                content_type=str(payload.get("contentType") or "TEXT"),
+                content=payload["content"],
+                agent_id=str(agent["id"]) if agent.get("id") is not None else None,
+                agent_name=agent.get("name"),
+            )
+        return CcaasEvent(
+            id=str(item["id"]),
+            type=event_type,
+            interaction_id=interaction_id,
+            message=message,
+            raw=item,
+            original_type=raw_type,
+        )

@@ -1,0 +1,277 @@
+"""The delivery engine: claim the head of a lane, run it, record success, retry or dead letter.
+
+Retry state lives on Delivery rows, never in django-q2: a task only says "look at this lane now".
+A lane (one handover, one target) is worked strictly in order with one delivery in flight; a claim
+is a short transaction holding the handover row, so two workers can never both own a lane. A
+killed worker's claim expires with its lease and the ticker drives the lane again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from bridge.exceptions import (
+    BridgeError,
+    ConfigurationError,
+    PermanentError,
+    TransientError,
+    UpstreamAuthError,
+    UpstreamError,
+)
+from bridge.models import CcaasEndpoint, ConversationLink, Delivery
+
+logger = logging.getLogger(__name__)
+
+TERMINAL = Delivery.TERMINAL_STATES
+# A lane the sweeper queued is not queued again for this long, unless its head changes.
+RENUDGE_SECONDS = 10
+
+
+def enqueue_lane(link_id, lane: str) -> None:
+    """Ask a worker to drive this lane once the current transaction commits."""
+    from django_q.tasks import async_task
+
+    def _send() -> None:
+        try:
+            async_task(
+                "bridge.tasks.drive_lane", str(link_id), lane, task_name=f"drive {lane} {link_id}"[:100]
+            )
+        except Exception:  # the broker being down must not fail the request; the ticker re-drives
+            logger.warning(
+                "could not queue lane %s of handover %s; the ticker will pick it up", lane, link_id
+            )
+
+    transaction.on_commit(_send)
+
+
+def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with equal jitter, capped; never sooner than Retry-After."""
+    base = settings.BRIDGE_RETRY_BASE_SECONDS
+    cap = settings.BRIDGE_RETRY_MAX_SECONDS
+    ceiling = min(cap, base * (2 ** max(0, attempts - 1)))
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def claim_next(link_id, lane: str) -> Delivery | None:
+    """Lease the head of the lane if it is due and nothing else of the lane is in flight."""
+    now = timezone.now()
+    with transaction.atomic():
+        link = ConversationLink.objects.select_for_update().filter(pk=link_id).first()
+        if link is None:
+            return None
+        open_items = Delivery.objects.filter(link=link).exclude(state__in=TERMINAL)
+        lane_items = open_items.filter(lane=lane)
+        if lane_items.filter(state=Delivery.Status.IN_FLIGHT, lease_until__gt=now).exists():
+            return None
+        head = lane_items.order_by("phase", "sort_at", "id").first()
+        if head is None:
+            return None
+        if head.phase >= 2 and open_items.filter(phase__lt=2).exists():
+            return None  # a close waits until both lanes have nothing else to carry
+        if head.state == Delivery.Status.PENDING and head.next_attempt_at > now:
+            return None
+        token = uuid.uuid4().hex
+        claimed = Delivery.objects.filter(pk=head.pk, state=head.state, attempts=head.attempts).update(
+            state=Delivery.Status.IN_FLIGHT,
+            lease_until=now + timedelta(seconds=settings.BRIDGE_LEASE_SECONDS),
+            lease_token=token,
+            attempts=F("attempts") + 1,
+        )
+        if not claimed:
+            return None
+    head.refresh_from_db()
+    return head
+
+
+def drive_lane(link_id, lane: str, *, limit: int = 200) -> int:
+    """Deliver the lane's due items in order until it is empty, blocked or waiting; return how many ran."""
+    from bridge import services  # services imports this module
+
+    done = 0
+    while done < limit:
+        delivery = claim_next(link_id, lane)
+        if delivery is None:
+            break
+        run(delivery, services.HANDLERS[delivery.kind])
+        done += 1
+    return done
+
+
+def run(delivery: Delivery, handler: Callable[[Delivery], str | None]) -> None:
+    """Run one claimed delivery and record how it ended."""
+    try:
+        note = handler(delivery)
+    except TransientError as exc:
+        _failed(delivery, exc, permanent=False, retry_after=exc.retry_after)
+    except UpstreamAuthError as exc:
+        # Wrong credentials heal when an operator fixes them, so keep retrying on the schedule
+        # (and flag the endpoint) instead of dead-lettering a whole backlog after one try each.
+        _failed(delivery, exc, permanent=False)
+    except (PermanentError, ConfigurationError) as exc:
+        _failed(delivery, exc, permanent=True)
+    except BridgeError as exc:
+        _failed(delivery, exc, permanent=getattr(exc, "permanent", False))
+    except Exception as exc:
+        logger.exception("delivery %s crashed", delivery.pk)
+        _failed(delivery, exc, permanent=False)
+    else:
+        _succeeded(delivery, note)
+
+
+def _finish(delivery: Delivery, **fields) -> bool:
+    """Write the outcome only if we still hold the lease (a slow worker may have lost it)."""
+    updated = Delivery.objects.filter(pk=delivery.pk, lease_token=delivery.lease_token).update(
+        lease_until=None, lease_token="", **fields
+    )
+    if not updated:
+        logger.warning("delivery %s: lease lost before the outcome was recorded", delivery.pk)
+    return bool(updated)
+
+
+def _succeeded(delivery: Delivery, note: str | None) -> None:
+    from bridge import services
+
+    now = timezone.now()
+    state = Delivery.Status.SKIPPED if note and note.startswith("skipped") else Delivery.Status.DONE
+    with transaction.atomic():
+        if not _finish(delivery, state=state, done_at=now, failing_since=None, last_error=note or ""):
+            return
+        _endpoint_health(delivery, None)
+        if delivery.attempts > 1:
+            delivery.link.note("delivered", f"{delivery} succeeded after {delivery.attempts} attempts")
+        services.after_delivery(delivery.link_id)
+
+
+def _failed(
+    delivery: Delivery, exc: BaseException, *, permanent: bool, retry_after: float | None = None
+) -> None:
+    from bridge import services
+
+    now = timezone.now()
+    error = str(exc) or type(exc).__name__
+    exhausted = delivery.attempts >= settings.BRIDGE_RETRY_MAX_ATTEMPTS
+    link = delivery.link
+    with transaction.atomic():
+        if permanent or exhausted:
+            why = "permanent error" if permanent else f"gave up after {delivery.attempts} attempts"
+            if not _finish(delivery, state=Delivery.Status.DEAD, done_at=now, last_error=f"{why}: {error}"):
+                return
+            logger.error("delivery %s of handover %s is dead (%s): %s", delivery.pk, link.pk, why, error)
+            link.note("dead_letter", f"{delivery}: {why}: {error}")
+            if delivery.kind == Delivery.Kind.OPEN:
+                services.fail_handover(link, f"could not open the interaction ({why}): {error}")
+            elif not permanent and delivery.kind == Delivery.Kind.MESSAGE:
+                _hold_lane_behind(delivery, error)
+        else:
+            delay = backoff_seconds(delivery.attempts, retry_after)
+            if not _finish(
+                delivery,
+                state=Delivery.Status.PENDING,
+                next_attempt_at=now + timedelta(seconds=delay),
+                failing_since=delivery.failing_since or now,
+                last_error=error,
+            ):
+                return
+            logger.warning(
+                "delivery %s of handover %s failed (attempt %s), retry in %.1fs: %s",
+                delivery.pk,
+                link.pk,
+                delivery.attempts,
+                delay,
+                error,
+            )
+            link.note(
+                "retry", f"{delivery} attempt {delivery.attempts} failed, next in {delay:.0f}s: {error}"
+            )
+        ConversationLink.objects.filter(pk=link.pk).update(last_error=error[:2000])
+        _endpoint_health(delivery, exc)
+        services.after_delivery(link.pk)
+
+
+def _hold_lane_behind(dead: Delivery, error: str) -> None:
+    """The contact center (or Infobip) stayed down past the schedule: dead-letter the rest of the
+    lane with it, so a retry from the admin re-sends all of them in their original order."""
+    held = (
+        Delivery.objects.filter(link_id=dead.link_id, lane=dead.lane, kind=Delivery.Kind.MESSAGE)
+        .exclude(state__in=TERMINAL)
+        .exclude(state=Delivery.Status.IN_FLIGHT)
+    )
+    held.update(
+        state=Delivery.Status.DEAD,
+        done_at=timezone.now(),
+        last_error=f"held behind dead delivery #{dead.pk}: {error}"[:2000],
+    )
+
+
+def _endpoint_health(delivery: Delivery, exc: BaseException | None) -> None:
+    """Keep the endpoint's last success / last error current for contact-center calls."""
+    if delivery.lane != Delivery.Lane.TO_CCAAS or delivery.link.endpoint_id is None:
+        return
+    now = timezone.now()
+    endpoints = CcaasEndpoint.objects.filter(pk=delivery.link.endpoint_id)
+    if exc is None:
+        endpoints.update(last_success_at=now, auth_failed=False)
+    elif isinstance(exc, UpstreamError | ConfigurationError):
+        endpoints.update(
+            last_error=str(exc)[:2000], last_error_at=now, auth_failed=isinstance(exc, UpstreamAuthError)
+        )
+
+
+def due_lanes(now=None) -> list[tuple[str, str]]:
+    """Lanes with work a worker should pick up now: retries that came due, claims whose worker died,
+    and fresh work whose queue message was lost. Marks them so the next tick does not repeat them."""
+    now = now or timezone.now()
+    renudge = now - timedelta(seconds=min(RENUDGE_SECONDS, settings.BRIDGE_LEASE_SECONDS))
+    fresh_grace = now - timedelta(seconds=5)
+    candidates = (
+        Delivery.objects.filter(
+            Q(state=Delivery.Status.PENDING, next_attempt_at__lte=now)
+            & (Q(attempts__gt=0) | Q(created_at__lt=fresh_grace))
+            | Q(state=Delivery.Status.IN_FLIGHT, lease_until__lte=now)
+        )
+        .filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=renudge))
+        .values_list("pk", "link_id", "lane")[:5000]
+    )
+    lanes: dict[tuple[str, str], int] = {}
+    for pk, link_id, lane in candidates:
+        lanes.setdefault((str(link_id), lane), pk)
+    if lanes:
+        Delivery.objects.filter(pk__in=list(lanes.values())).update(nudged_at=now)
+    return list(lanes)
+
+
+def retry_dead(deliveries) -> int:
+    """Put dead (or waiting) deliveries back to work now, keeping each lane's original order."""
+    now = timezone.now()
+    rows = list(deliveries.filter(state__in=[Delivery.Status.DEAD, Delivery.Status.PENDING]))
+    count = 0
+    with transaction.atomic():
+        for delivery in rows:
+            Delivery.objects.filter(pk=delivery.pk).update(
+                state=Delivery.Status.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                failing_since=None,
+                done_at=None,
+                nudged_at=None,
+            )
+            count += 1
+        for link_id, lane in {(d.link_id, d.lane) for d in rows}:
+            enqueue_lane(link_id, lane)
+    return count
+
+
+def lane_is_idle(link: ConversationLink) -> bool:
+    return not Delivery.objects.filter(link=link).exclude(state__in=TERMINAL).exists()

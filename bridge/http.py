@@ -1,0 +1,166 @@
+"""Outbound HTTP in one place: sessions with timeouts, status -> exception, SSRF guard, redaction."""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+
+from bridge.exceptions import (
+    ConfigurationError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+    UpstreamAuthError,
+    UpstreamError,
+)
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "handover-bridge/0.1"
+# 4xx answers that mean "not now" rather than "never" (RELIABILITY.md).
+TRANSIENT_4XX = frozenset({408, 409, 425, 429})
+SENSITIVE_HEADERS = frozenset(
+    {"authorization", "x-bridge-signature", "cookie", "x-api-key", "api_access_token"}
+)
+
+
+def make_session(extra_headers: Mapping[str, str] | None = None) -> requests.Session:
+    """A requests.Session with our user agent; each request gets `timeout()` from `request()`."""
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    if extra_headers:
+        session.headers.update(extra_headers)
+    return session
+
+
+def timeout() -> tuple[float, float]:
+    return (settings.BRIDGE_HTTP_CONNECT_TIMEOUT, settings.BRIDGE_HTTP_READ_TIMEOUT)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    service: str,
+    check_url: bool = False,
+    **kwargs: Any,
+) -> requests.Response:
+    """Send one request and map the outcome to success or a Transient/Permanent error."""
+    if check_url:
+        guard_url(url)
+    kwargs.setdefault("timeout", timeout())
+    try:
+        response = session.request(method, url, **kwargs)
+    except requests.Timeout as exc:
+        raise TransientError(f"{service}: timed out ({method} {_path(url)})", service=service) from exc
+    except requests.ConnectionError as exc:
+        raise TransientError(
+            f"{service}: connection failed ({method} {_path(url)}): {type(exc).__name__}", service=service
+        ) from exc
+    except requests.RequestException as exc:
+        raise PermanentError(
+            f"{service}: invalid request ({method} {_path(url)}): {exc}", service=service
+        ) from exc
+    raise_for_response(response, service=service)
+    return response
+
+
+def raise_for_response(response: requests.Response, *, service: str) -> None:
+    """Status code -> exception, in one place. 2xx (and 3xx, which requests follows) pass."""
+    status = response.status_code
+    if status < 400:
+        return
+    body = _body_start(response)
+    where = f"{response.request.method} {_path(response.url)}" if response.request is not None else ""
+    message = f"{service}: HTTP {status} on {where}: {body}"
+    kwargs = {"status": status, "body": body, "service": service}
+    if status in (401, 403):
+        raise UpstreamAuthError(message, **kwargs)
+    if status in TRANSIENT_4XX or status >= 500:
+        raise TransientError(
+            message, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs
+        )
+    if status == 404:
+        raise NotFoundError(message, **kwargs)
+    raise PermanentError(message, **kwargs)
+
+
+def json_or_error(response: requests.Response, *, service: str) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise UpstreamError(
+            f"{service}: answer is not JSON (HTTP {response.status_code}): {_body_start(response)}",
+            status=response.status_code,
+            service=service,
+        ) from exc
+
+
+def guard_url(url: str) -> None:
+    """Refuse URLs that resolve to private, loopback or link-local addresses (SSRF guard).
+
+    Off when DEBUG is on or BRIDGE_ALLOW_PRIVATE_URLS=1, for self-hosted contact centers.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"URL must be http(s) with a host: {redact_url(url)}")
+    if settings.DEBUG or settings.BRIDGE_ALLOW_PRIVATE_URLS:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    except socket.gaierror as exc:
+        raise TransientError(f"cannot resolve {parts.hostname}: {exc}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise ConfigurationError(
+                f"{parts.hostname} resolves to a non-public address ({address}); set "
+                "BRIDGE_ALLOW_PRIVATE_URLS=1 to allow self-hosted contact centers on a private network"
+            )
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path or "/"
+
+
+def _body_start(response: requests.Response, limit: int = 300) -> str:
+    try:
+        text = response.text
+    except Exception:  # pragma: no cover - undecodable body
+        return "<undecodable body>"
+    text = " ".join(text.split())
+    return text[:limit]

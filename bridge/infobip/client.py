@@ -1,0 +1,214 @@
+"""InfobipClient: the Conversations ("Inbox") API calls the bridge makes, and nothing else.
+
+One requests.Session with timeouts; every status mapped to success, TransientError or PermanentError
+by bridge.http; Infobip's own error quirks (400 for a missing entity, 400 for a closed conversation)
+mapped here. Requests are validated against Infobip's OpenAPI spec in tests/test_infobip_client.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from django.conf import settings
+
+from bridge import http
+from bridge.exceptions import ConfigurationError, ConversationClosedError, NotFoundError, PermanentError
+from bridge.infobip.events import parse_message
+from bridge.types import InfobipMessage
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "Infobip"
+PAGE_LIMIT = 999  # the spec's maximum page size for list operations
+CONTENT_TEXT_MAX = 4096
+
+
+def format_time(value: datetime) -> str:
+    """Infobip's documented filter format: yyyy-MM-dd'T'HH:mm:ss.SSS+0000 (UTC)."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+
+
+class InfobipClient:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        agent_id: str | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = (base_url if base_url is not None else settings.INFOBIP_BASE_URL).rstrip("/")
+        api_key = api_key if api_key is not None else settings.INFOBIP_API_KEY
+        self.agent_id = agent_id if agent_id is not None else settings.INFOBIP_AGENT_ID
+        if not self.base_url or not api_key:
+            raise ConfigurationError("INFOBIP_BASE_URL and INFOBIP_API_KEY must be set to talk to Infobip")
+        self.session = session or http.make_session()
+        self.session.headers.update({"Authorization": f"App {api_key}", "Accept": "application/json"})
+
+    # --- plumbing ---------------------------------------------------------------------------------
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            return http.request(self.session, method, f"{self.base_url}{path}", service=SERVICE, **kwargs)
+        except PermanentError as exc:
+            # Infobip answers 400 (not 404) for unknown ids, and 400 for any change to a closed
+            # conversation. Reference: https://www.infobip.com/docs/api/customer-engagement/conversations
+            text = exc.body.lower()
+            if exc.status == 400 and "closed conversation" in text:
+                raise ConversationClosedError(
+                    str(exc), status=exc.status, body=exc.body, service=SERVICE
+                ) from exc
+            if exc.status == 400 and "no such entity" in text and not isinstance(exc, NotFoundError):
+                raise NotFoundError(str(exc), status=exc.status, body=exc.body, service=SERVICE) from exc
+            raise
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return http.json_or_error(self._call(method, path, **kwargs), service=SERVICE)
+
+    @staticmethod
+    def _conv(conversation_id: str) -> str:
+        return f"/ccaas/1/conversations/{quote(conversation_id, safe='')}"
+
+    # --- conversations ----------------------------------------------------------------------------
+    def get_conversation(self, conversation_id: str) -> dict[str, Any]:
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/get-conversation
+        return self._json("GET", self._conv(conversation_id))
+
+    def close_conversation(self, conversation_id: str) -> bool:
+        """Set status CLOSED. Returns False when Infobip says it was already closed (also success)."""
+        # Reference: https://infobip.com/docs/api/customer-engagement/conversations/update-conversation
+        try:
+            self._call("PATCH", self._conv(conversation_id), json={"status": "CLOSED"})
+        except ConversationClosedError:
+            return False
+        return True
+
+    def route_conversation(self, conversation_id: str) -> dict[str, Any]:
+        """Send the conversation to Infobip's own routing (its agents), unassigning any agent."""
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/route-conversation
+        return self._json("POST", f"{self._conv(conversation_id)}/route")
+
+    def change_assignment(self, conversation_id: str, agent_id: str) -> dict[str, Any]:
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/change-conversation-assignee
+        return self._json("PUT", f"{self._conv(conversation_id)}/assignee", json={"agentId": agent_id})
+
+    # --- messages ---------------------------------------------------------------------------------
+    def iter_messages(
+        self,
+        conversation_id: str,
+        *,
+        created_after: datetime | None = None,
+        message_ids: list[str] | None = None,
+        page_limit: int = PAGE_LIMIT,
+    ) -> Iterator[InfobipMessage]:
+        """Every message of the conversation, oldest first, across as many pages as it takes."""
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/get-messages
+        params: dict[str, Any] = {"limit": min(page_limit, PAGE_LIMIT), "orderBy": "createdAt:asc"}
+        if created_after is not None:
+            params["createdAfter"] = format_time(created_after)
+        if message_ids:
+            params["messageIds"] = message_ids
+        page = 0
+        while True:
+            data = self._json(
+                "GET", f"{self._conv(conversation_id)}/messages", params={**params, "page": page}
+            )
+            items = data.get("messages") or []
+            for item in items:
+                item.setdefault("conversationId", conversation_id)
+                yield parse_message(item)
+            total = (data.get("pagination") or {}).get("totalItems")
+            page += 1
+            if len(items) < params["limit"] or (total is not None and page * params["limit"] >= total):
+                return
+
+    def get_messages(self, conversation_id: str, **kwargs: Any) -> list[InfobipMessage]:
+        return list(self.iter_messages(conversation_id, **kwargs))
+
+    def create_message(
+        self,
+        conversation_id: str,
+        *,
+        channel: str,
+        from_: str,
+        to: str,
+        content_type: str,
+        content: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Send one message to the customer. `from_` is the business sender, `to` the customer."""
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/create-message
+        # x-agent-id is required once a conversation is assigned to an agent, and refused otherwise:
+        # https://www.infobip.com/docs/conversations-api/messages
+        headers = {"x-agent-id": self.agent_id} if self.agent_id else {}
+        body = {"channel": channel, "from": from_, "to": to, "contentType": content_type, "content": content}
+        return self._json("POST", f"{self._conv(conversation_id)}/messages", json=body, headers=headers)
+
+    def send_typing(self, conversation_id: str, *, channel: str, from_: str, to: str, started: bool) -> None:
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/send-conversation-event
+        body = {
+            "from": from_,
+            "to": to,
+            "channel": channel,
+            "type": "TYPING_STARTED" if started else "TYPING_STOPPED",
+        }
+        self._call("POST", f"{self._conv(conversation_id)}/events", json=body)
+
+    # --- tags and metadata ------------------------------------------------------------------------
+    def get_tags(self, conversation_id: str) -> list[str]:
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/get-tags
+        names: list[str] = []
+        page = 0
+        while True:
+            data = self._json(
+                "GET",
+                "/ccaas/1/tags",
+                params={"conversationId": conversation_id, "limit": PAGE_LIMIT, "page": page},
+            )
+            items = data.get("tags") or []
+            names.extend(item["name"] for item in items if item.get("name"))
+            page += 1
+            if len(items) < PAGE_LIMIT:
+                return names
+
+    def create_tag(self, name: str) -> None:
+        """Create an account tag; an existing one is fine."""
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/create-tag
+        try:
+            self._call("POST", "/ccaas/1/tags", json={"name": name})
+        except PermanentError as exc:
+            if exc.status == 400 and "already exists" in exc.body.lower():
+                return
+            raise
+
+    def add_tag(self, conversation_id: str, name: str, *, create: bool = True) -> None:
+        """Tag the conversation, creating the account tag first (Infobip requires it to exist)."""
+        # Reference: https://infobip.com/docs/api/customer-engagement/conversations/add-conversation-tag
+        if create:
+            self.create_tag(name)
+        self._call("POST", f"{self._conv(conversation_id)}/tags", json={"tagName": name})
+
+    def remove_tag(self, conversation_id: str, name: str) -> None:
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/remove-conversation-tag
+        self._call("DELETE", f"{self._conv(conversation_id)}/tags/{quote(name, safe='')}")
+
+    def get_metadata(self, conversation_id: str) -> dict[str, Any]:
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/get-metadata
+        try:
+            data = self._json("GET", f"{self._conv(conversation_id)}/metadata")
+        except NotFoundError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def put_metadata(self, conversation_id: str, metadata: dict[str, Any]) -> None:
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/put-metadata
+        self._call("PUT", f"{self._conv(conversation_id)}/metadata", json=metadata)
+
+    # --- account ----------------------------------------------------------------------------------
+    def update_account_configuration(self, webhook_url: str) -> None:
+        """Legacy (deprecated) way to receive every inbound message at one URL; replaces any set."""
+        # Reference: https://infobip.com/docs/api/customer-engagement/conversations/update-conversation-account-configuration
+        self._call("PUT", "/ccaas/1/account/configuration", json={"webhookUrl": webhook_url})

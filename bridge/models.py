@@ -1,0 +1,360 @@
+"""The bridge's tables: the database is the truth about every handover and every delivery.
+
+CcaasEndpoint   one configured contact-center connection (credentials encrypted).
+ConversationLink one handover: one Infobip conversation linked to one interaction on one endpoint.
+Message         every message of a handed-over conversation, either direction, recorded once.
+Tag             the conversation's Infobip tags.
+Delivery        the outbox: every call the bridge owes another system (open, message, close), with
+                its retry state; one lane per handover and target, worked strictly in order.
+InboundEvent    every event received from a contact center (or Infobip envelope), raw, deduplicated.
+HandoverEvent   the handover's timeline, for operators.
+Lease           named, expiring locks (the ticker, endpoint polls).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from bridge.fields import RotatingEncryptedJSONField
+
+
+class CcaasEndpoint(models.Model):
+    class Mode(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook"
+        POLL = "poll", "Poll"
+
+    slug = models.SlugField(max_length=64, unique=True, help_text="Used in URLs and the escalation API.")
+    name = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(
+        max_length=32, help_text="Connector kind: generic, zendesk, chatwoot, rt, genesys."
+    )
+    config = models.JSONField(default=dict, blank=True)
+    credentials = RotatingEncryptedJSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    is_default = models.BooleanField(
+        default=False, help_text="Chosen when an escalation names no endpoint and no routing rule matches."
+    )
+    routing_rules = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="List of rules; one matches when all its conditions hold, e.g. "
+        '[{"tags_any": ["billing"], "metadata": {"language": "de"}}]. Endpoints are tried by routing order.',
+    )
+    routing_order = models.PositiveIntegerField(default=100)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    auth_failed = models.BooleanField(
+        default=False, help_text="Set when the contact center answered 401/403."
+    )
+    poll_cursor = models.TextField(blank=True)
+    poll_next_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "contact-center endpoint"
+        ordering = ["routing_order", "slug"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_endpoint"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def mode(self) -> str:
+        return (self.config or {}).get("mode", self.Mode.WEBHOOK)
+
+    def webhook_url(self) -> str:
+        return f"{settings.BRIDGE_PUBLIC_URL}/webhooks/ccaas/{self.slug}/"
+
+
+class State(models.TextChoices):
+    REQUESTED = "REQUESTED", "Requested"
+    ACTIVE = "ACTIVE", "Active"
+    CLOSING = "CLOSING", "Closing"
+    CLOSED = "CLOSED", "Closed"
+    FAILED = "FAILED", "Failed"
+
+
+OPEN_STATES = (State.REQUESTED, State.ACTIVE, State.CLOSING)
+PRIORITIES = ("LOW", "NORMAL", "HIGH", "URGENT")
+
+
+class ConversationLinkQuerySet(models.QuerySet):
+    def open(self) -> ConversationLinkQuerySet:
+        return self.filter(state__in=OPEN_STATES)
+
+    def stuck(self, now=None) -> ConversationLinkQuerySet:
+        """Not yet active too long after the escalation, or with a delivery failing too long."""
+        cutoff = (now or timezone.now()) - timedelta(seconds=settings.BRIDGE_STUCK_AFTER_SECONDS)
+        failing = Delivery.objects.filter(link=OuterRef("pk"), failing_since__lt=cutoff).exclude(
+            state__in=Delivery.TERMINAL_STATES
+        )
+        return self.filter(
+            Q(state=State.REQUESTED, escalated_at__lt=cutoff)
+            | Q(state=State.CLOSING, closing_at__lt=cutoff)
+            | Q(state__in=OPEN_STATES) & Exists(failing)
+        )
+
+    def delivery_failing(self) -> ConversationLinkQuerySet:
+        failing = (
+            Delivery.objects.filter(link=OuterRef("pk"), failing_since__isnull=False)
+            .exclude(state=Delivery.Status.DONE)
+            .exclude(state=Delivery.Status.SKIPPED)
+        )
+        return self.filter(Exists(failing))
+
+
+class ConversationLink(models.Model):
+    """One handover: an Infobip conversation handed to one contact-center interaction."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation_id = models.CharField("Infobip conversation", max_length=255, db_index=True)
+    endpoint = models.ForeignKey(
+        CcaasEndpoint, on_delete=models.PROTECT, null=True, blank=True, related_name="handovers"
+    )
+    interaction_id = models.CharField(max_length=255, blank=True, db_index=True)
+    interaction_data = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the connector keeps about the interaction (ids on its side).",
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.REQUESTED)
+    channel = models.CharField(max_length=64, blank=True)
+    customer_address = models.CharField(max_length=255, blank=True)
+    customer_name = models.CharField(max_length=255, blank=True)
+    business_sender = models.CharField(max_length=255, blank=True)
+    queue = models.CharField(max_length=255, blank=True)
+    priority = models.CharField(max_length=8, default="NORMAL")
+    context = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    escalated_at = models.DateTimeField(default=timezone.now)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    closing_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(default=timezone.now)
+    last_infobip_message_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=32, blank=True)
+    closed_by = models.CharField(max_length=150, blank=True)
+    last_error = models.TextField(blank=True)
+    stuck_flagged_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConversationLinkQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "handover"
+        ordering = ["-escalated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation_id"],
+                condition=Q(state__in=["REQUESTED", "ACTIVE", "CLOSING"]),
+                name="one_open_handover_per_conversation",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "escalated_at"]),
+            models.Index(fields=["state", "last_activity_at"]),
+            models.Index(fields=["endpoint", "interaction_id"]),
+            models.Index(fields=["customer_address"]),
+            models.Index(fields=["closed_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id} ({self.state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def is_stuck(self, now=None) -> bool:
+        return ConversationLink.objects.stuck(now).filter(pk=self.pk).exists()
+
+    def note(self, kind: str, text: str = "", actor: str = "") -> HandoverEvent:
+        return HandoverEvent.objects.create(link=self, kind=kind, text=text[:2000], actor=actor)
+
+
+class Tag(models.Model):
+    link = models.ForeignKey(ConversationLink, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["link", "name"], name="unique_tag_per_handover")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Message(models.Model):
+    """A message of a handed-over conversation, recorded once per source id and direction."""
+
+    class Direction(models.TextChoices):
+        INBOUND = "INBOUND", "From the customer"
+        OUTBOUND = "OUTBOUND", "To the customer"
+
+    class Source(models.TextChoices):
+        INFOBIP = "infobip", "Infobip"
+        CCAAS = "ccaas", "Contact center"
+
+    link = models.ForeignKey(ConversationLink, on_delete=models.CASCADE, related_name="messages")
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.INFOBIP)
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    external_id = models.CharField(
+        max_length=255,
+        help_text="The sender's id: the Infobip message id, or the contact center's message id.",
+    )
+    infobip_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    author_type = models.CharField(max_length=16, default="CUSTOMER")
+    author_name = models.CharField(max_length=255, blank=True)
+    content_type = models.CharField(max_length=64, default="TEXT")
+    content = models.JSONField(default=dict)
+    created_at = models.DateTimeField(help_text="When the sender created it.")
+    received_at = models.DateTimeField(auto_now_add=True)
+    in_history = models.BooleanField(
+        default=False, help_text="Carried inside the interaction's opening history."
+    )
+    raw = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["link", "source", "external_id"], name="message_once_per_source_id"
+            ),
+        ]
+        indexes = [models.Index(fields=["link", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.external_id}"
+
+    @property
+    def text(self) -> str:
+        content = self.content or {}
+        return str(content.get("text") or content.get("caption") or content.get("url") or "")
+
+
+class Delivery(models.Model):
+    """One call the bridge owes another system, with its retry state (the transactional outbox).
+
+    Deliveries of one handover form two lanes (to the contact center, to Infobip). A lane is worked
+    strictly in order (phase, then sort time, then id), one delivery in flight at a time; a retrying
+    head holds the rest of its lane, never other handovers. Closes (phase 2) wait for both lanes.
+    """
+
+    class Kind(models.TextChoices):
+        OPEN = "OPEN", "Open interaction"
+        MESSAGE = "MESSAGE", "Message"
+        CLOSE_CCAAS = "CLOSE_CCAAS", "Close interaction"
+        CLOSE_INFOBIP = "CLOSE_INFOBIP", "Close Infobip conversation"
+
+    class Lane(models.TextChoices):
+        TO_CCAAS = "TO_CCAAS", "To contact center"
+        TO_INFOBIP = "TO_INFOBIP", "To Infobip"
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        IN_FLIGHT = "IN_FLIGHT", "In flight"
+        DONE = "DONE", "Delivered"
+        SKIPPED = "SKIPPED", "Not needed"
+        DEAD = "DEAD", "Dead letter"
+
+    TERMINAL_STATES = (Status.DONE, Status.SKIPPED, Status.DEAD)
+    PHASES = {Kind.OPEN: 0, Kind.MESSAGE: 1, Kind.CLOSE_CCAAS: 2, Kind.CLOSE_INFOBIP: 2}
+
+    link = models.ForeignKey(ConversationLink, on_delete=models.CASCADE, related_name="deliveries")
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="delivery"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    lane = models.CharField(max_length=16, choices=Lane.choices)
+    phase = models.PositiveSmallIntegerField(default=1)
+    sort_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=36, blank=True)
+    nudged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sweeper last queued this lane."
+    )
+    failing_since = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["phase", "sort_at", "id"]
+        indexes = [
+            models.Index(fields=["link", "lane", "state"]),
+            models.Index(fields=["state", "next_attempt_at"]),
+            models.Index(fields=["state", "lease_until"]),
+            models.Index(fields=["failing_since"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.state})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in self.TERMINAL_STATES
+
+
+class InboundEvent(models.Model):
+    """Every event a contact center (or Infobip's event webhook) sent us, raw and deduplicated."""
+
+    source = models.CharField(max_length=80, help_text='"infobip" or "ccaas:<endpoint slug>".')
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=64)
+    endpoint = models.ForeignKey(CcaasEndpoint, null=True, blank=True, on_delete=models.SET_NULL)
+    link = models.ForeignKey(
+        ConversationLink, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_events"
+    )
+    payload = models.JSONField(default=dict)
+    received_at = models.DateTimeField(auto_now_add=True)
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["source", "event_id"], name="event_once_per_source")]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.type} {self.event_id}"
+
+
+class HandoverEvent(models.Model):
+    """A line of a handover's timeline: escalated, opened, retry with its error, closed by whom."""
+
+    link = models.ForeignKey(ConversationLink, on_delete=models.CASCADE, related_name="timeline")
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=32)
+    text = models.TextField(blank=True)
+    actor = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.text[:40]}"
+
+
+class Lease(models.Model):
+    """A named lock that expires by itself, so a killed holder never blocks for long."""
+
+    name = models.CharField(max_length=150, primary_key=True)
+    owner = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.name

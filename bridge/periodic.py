@@ -1,0 +1,191 @@
+"""Periodic work: the ticker that re-drives due deliveries, polls poll-mode endpoints, flags stuck
+handovers and closes idle ones. Named leases make sure each of these runs once at a time."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from bridge import delivery as engine
+from bridge import services
+from bridge.connectors import get_connector
+from bridge.exceptions import BridgeError, TransientError
+from bridge.models import CcaasEndpoint, Lease
+
+logger = logging.getLogger(__name__)
+
+
+# --- leases --------------------------------------------------------------------------------------
+def acquire_lease(name: str, seconds: float) -> str | None:
+    """Take the named lease if it is free or expired; return its token, or None if someone holds it."""
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    expires = now + timedelta(seconds=seconds)
+    with transaction.atomic():
+        if Lease.objects.filter(name=name, expires_at__lte=now).update(owner=token, expires_at=expires):
+            return token
+        try:
+            with transaction.atomic():
+                Lease.objects.create(name=name, owner=token, expires_at=expires)
+        except IntegrityError:
+            return None
+    return token
+
+
+def renew_lease(name: str, token: str, seconds: float) -> bool:
+    return bool(
+        Lease.objects.filter(name=name, owner=token).update(
+            expires_at=timezone.now() + timedelta(seconds=seconds)
+        )
+    )
+
+
+def release_lease(name: str, token: str) -> None:
+    Lease.objects.filter(name=name, owner=token).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+
+# --- polling -------------------------------------------------------------------------------------
+def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
+    """One poll of one endpoint; never two at once for the same endpoint (F17)."""
+    endpoint = CcaasEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
+    if endpoint is None:
+        return None
+    name = f"poll:{endpoint.slug}"
+    token = acquire_lease(name, settings.BRIDGE_LEASE_SECONDS)
+    if token is None:
+        logger.info("poll of %s skipped: the previous poll is still running", endpoint.slug)
+        return None
+    interval = settings.BRIDGE_POLL_INTERVAL_SECONDS
+    try:
+        connector = get_connector(endpoint)
+        refs = [
+            services.interaction_ref(link)
+            for link in endpoint.handovers.filter(state__in=["ACTIVE", "CLOSING"]).exclude(interaction_id="")
+        ]
+        result = connector.poll(endpoint.poll_cursor, refs)
+        ingested = services.ingest_events(endpoint, result.events, cursor=result.cursor)
+        CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
+            last_success_at=timezone.now(), poll_next_at=timezone.now() + timedelta(seconds=interval)
+        )
+        return ingested
+    except BridgeError as exc:
+        delay = (
+            max(interval, getattr(exc, "retry_after", None) or 0)
+            if isinstance(exc, TransientError)
+            else interval
+        )
+        logger.warning("poll of %s failed: %s", endpoint.slug, exc)
+        CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
+            last_error=str(exc)[:2000],
+            last_error_at=timezone.now(),
+            poll_next_at=timezone.now() + timedelta(seconds=delay),
+        )
+        return None
+    finally:
+        release_lease(name, token)
+
+
+def due_poll_endpoints(now=None) -> list[int]:
+    now = now or timezone.now()
+    ids = []
+    for endpoint in CcaasEndpoint.objects.filter(enabled=True).filter(
+        Q(poll_next_at__isnull=True) | Q(poll_next_at__lte=now)
+    ):
+        if endpoint.mode == CcaasEndpoint.Mode.POLL:
+            ids.append(endpoint.pk)
+    if ids:
+        # Claimed for this interval; poll_endpoint sets the next time when it finishes.
+        CcaasEndpoint.objects.filter(pk__in=ids).update(
+            poll_next_at=now + timedelta(seconds=max(settings.BRIDGE_POLL_INTERVAL_SECONDS, 1) + 60)
+        )
+    return ids
+
+
+# --- the ticker ----------------------------------------------------------------------------------
+@dataclass
+class TickResult:
+    lanes: int = 0
+    polls: int = 0
+    stuck: int = 0
+    idle_closed: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.lanes} lanes driven, {self.polls} endpoints polled, "
+            f"{self.stuck} newly stuck, {self.idle_closed} idle handovers closed"
+        )
+
+
+def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
+    """One pass over everything periodic. Queues the work for workers, or does it here (inline)."""
+    from django_q.tasks import async_task
+
+    result = TickResult()
+    for link_id, lane in engine.due_lanes():
+        result.lanes += 1
+        if inline:
+            engine.drive_lane(link_id, lane)
+        else:
+            async_task("bridge.tasks.drive_lane", link_id, lane, task_name=f"drive {lane} {link_id}"[:100])
+    if poll_all:
+        endpoint_ids = [
+            e.pk for e in CcaasEndpoint.objects.filter(enabled=True) if e.mode == CcaasEndpoint.Mode.POLL
+        ]
+    else:
+        endpoint_ids = due_poll_endpoints()
+    for endpoint_id in endpoint_ids:
+        result.polls += 1
+        if inline:
+            poll_endpoint(endpoint_id)
+        else:
+            async_task("bridge.tasks.poll_endpoint", endpoint_id, task_name=f"poll {endpoint_id}")
+    result.stuck = services.flag_stuck()
+    result.idle_closed = services.close_idle()
+    if inline:
+        # idle closes and polls may have queued work of their own: carry it out too
+        for link_id, lane in engine.due_lanes(timezone.now() + timedelta(seconds=5)):
+            engine.drive_lane(link_id, lane)
+    return result
+
+
+TICKER_LEASE = "ticker"
+
+
+def run_ticker(duration: float = 50.0) -> str:
+    """Tick every BRIDGE_TICK_SECONDS for `duration`, then hand over to a fresh ticker task.
+
+    django-q2 schedules fire at most once a minute; this loop gives second-level timers. The
+    per-minute schedule restarts the chain if a worker died; the lease keeps it to one ticker.
+    """
+    from django_q.tasks import async_task
+
+    period = max(0.2, settings.BRIDGE_TICK_SECONDS)
+    lease_seconds = period * 3 + 10
+    token = acquire_lease(TICKER_LEASE, lease_seconds)
+    if token is None:
+        return "another ticker is running"
+    deadline = time.monotonic() + duration
+    ticks = 0
+    try:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                tick()
+            except Exception:
+                logger.exception("tick failed")
+            ticks += 1
+            if not renew_lease(TICKER_LEASE, token, lease_seconds):
+                return f"lease lost after {ticks} ticks"
+            time.sleep(max(0.0, period - (time.monotonic() - started)))
+    finally:
+        release_lease(TICKER_LEASE, token)
+    async_task("bridge.tasks.run_ticker", task_name="ticker")
+    return f"{ticks} ticks"

@@ -1,0 +1,25 @@
+"""Create the periodic schedule idempotently after every migrate."""
+
+from __future__ import annotations
+
+from django.db.models.signals import post_migrate
+from django.dispatch import receiver
+
+TICKER_SCHEDULE = "bridge ticker"
+
+
+@receiver(post_migrate)
+def ensure_schedules(sender, app_config=None, using="default", **kwargs) -> None:
+    if app_config is None or app_config.label != "bridge":
+        return
+    from django_q.models import Schedule
+
+    Schedule.objects.using(using).update_or_create(
+        name=TICKER_SCHEDULE,
+        defaults={
+            "func": "bridge.tasks.run_ticker",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )

@@ -1,0 +1,202 @@
+"""Settings, read from the environment (and a `.env` file in the project root) with django-environ.
+
+Every variable of the public contract is documented in README.md. Development defaults apply only
+while DEBUG is on; with DEBUG off the bridge refuses to start without its secrets.
+"""
+
+import base64
+import hashlib
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+
+def _required(name: str, dev_default: str) -> str:
+    value = env.str(name, default="")
+    if value:
+        return value
+    if DEBUG:
+        return dev_default
+    raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (see README, Configuration).")
+
+
+SECRET_KEY = _required("SECRET_KEY", "dev-only-insecure-secret-key-change-me-0123456789")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "bridge",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions serialise writers up front instead of failing on lock upgrade; WAL lets
+    # the web process read while a worker writes. The busy timeout is how long a writer waits.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.float("SQLITE_TIMEOUT_SECONDS", default=20),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    if env.str("TEST_SQLITE_NAME", default=""):
+        DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_SQLITE_NAME")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Task queue (django-q2) -------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+Q_CLUSTER = {
+    "name": "bridge",
+    "workers": env.int("Q_WORKERS", default=4),
+    # A task killed mid-run is handed out again after `retry` seconds (ORM broker); it must be longer
+    # than the longest task (`timeout`), which is the ticker's run plus slack.
+    "timeout": env.int("Q_TIMEOUT_SECONDS", default=150),
+    "retry": env.int("Q_RETRY_SECONDS", default=180),
+    "max_attempts": 0,
+    "save_limit": env.int("Q_SAVE_LIMIT", default=1000),
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": env.float("Q_POLL_SECONDS", default=0.5),
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+if env.bool("Q_SYNC", default=False):
+    Q_CLUSTER["sync"] = True
+
+# --- Auth, i18n, static ------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = True
+
+# Webhook bodies above this are refused before parsing (413).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("BRIDGE_MAX_BODY_BYTES", default=1024 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "bridge.api.views.exception_handler",
+}
+
+# --- The bridge ------------------------------------------------------------------------------------
+INFOBIP_BASE_URL = env.str("INFOBIP_BASE_URL", default="")
+INFOBIP_API_KEY = env.str("INFOBIP_API_KEY", default="")
+INFOBIP_AGENT_ID = env.str("INFOBIP_AGENT_ID", default="")
+BRIDGE_PUBLIC_URL = env.str("BRIDGE_PUBLIC_URL", default="http://localhost:8000").rstrip("/")
+BRIDGE_INBOUND_TOKEN = _required("BRIDGE_INBOUND_TOKEN", "dev-inbound-token-0123456789abcdefghijklmnop")
+BRIDGE_API_TOKEN = _required("BRIDGE_API_TOKEN", "dev-api-token")
+if len(BRIDGE_INBOUND_TOKEN) < 32:
+    raise ImproperlyConfigured("BRIDGE_INBOUND_TOKEN must be at least 32 url-safe characters.")
+
+
+def _derived_fernet_key(secret: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(f"bridge-encryption:{secret}".encode()).digest()).decode()
+
+
+BRIDGE_ENCRYPTION_KEYS = env.list("BRIDGE_ENCRYPTION_KEYS", default=[])
+if not BRIDGE_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "BRIDGE_ENCRYPTION_KEYS must be set when DEBUG is off. Generate one with: python -c "
+            '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+        )
+    BRIDGE_ENCRYPTION_KEYS = [_derived_fernet_key(SECRET_KEY)]
+# django-fernet-encrypted-fields reads SALT_KEY; our field subclass uses BRIDGE_ENCRYPTION_KEYS.
+SALT_KEY = ["handover-bridge"]
+
+BRIDGE_RETRY_BASE_SECONDS = env.float("BRIDGE_RETRY_BASE_SECONDS", default=5)
+BRIDGE_RETRY_MAX_SECONDS = env.float("BRIDGE_RETRY_MAX_SECONDS", default=3600)
+BRIDGE_RETRY_MAX_ATTEMPTS = env.int("BRIDGE_RETRY_MAX_ATTEMPTS", default=15)
+BRIDGE_POLL_INTERVAL_SECONDS = env.float("BRIDGE_POLL_INTERVAL_SECONDS", default=15)
+BRIDGE_STUCK_AFTER_SECONDS = env.float("BRIDGE_STUCK_AFTER_SECONDS", default=900)
+BRIDGE_IDLE_CLOSE_SECONDS = env.float("BRIDGE_IDLE_CLOSE_SECONDS", default=86400)
+# How long a claimed delivery stays leased to its worker; a killed worker's work is re-driven after it.
+BRIDGE_LEASE_SECONDS = env.float("BRIDGE_LEASE_SECONDS", default=120)
+# How often the ticker looks for due work (retries, polls, stuck and idle handovers).
+BRIDGE_TICK_SECONDS = env.float("BRIDGE_TICK_SECONDS", default=1)
+BRIDGE_HTTP_CONNECT_TIMEOUT = env.float("BRIDGE_HTTP_CONNECT_TIMEOUT", default=5)
+BRIDGE_HTTP_READ_TIMEOUT = env.float("BRIDGE_HTTP_READ_TIMEOUT", default=30)
+BRIDGE_ALLOW_PRIVATE_URLS = env.bool("BRIDGE_ALLOW_PRIVATE_URLS", default=False)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}
