@@ -275,3 +275,21 @@ def retry_dead(deliveries) -> int:
 
 def lane_is_idle(link: ConversationLink) -> bool:
     return not Delivery.objects.filter(link=link).exclude(state__in=TERMINAL).exists()
+
+
+def drain(*, rounds: int = 20) -> int:
+    """Drive, here and now, every lane with due work until none is left (bridge_sync, the demo)."""
+    total = 0
+    for _ in range(rounds):
+        now = timezone.now()
+        lanes = set(
+            Delivery.objects.filter(
+                Q(state=Delivery.Status.PENDING, next_attempt_at__lte=now)
+                | Q(state=Delivery.Status.IN_FLIGHT, lease_until__lte=now)
+            ).values_list("link_id", "lane")
+        )
+        done = sum(drive_lane(link_id, lane) for link_id, lane in lanes)
+        total += done
+        if not done:
+            break
+    return total
