@@ -174,6 +174,8 @@ def _failed(
                 services.fail_handover(link, f"could not open the interaction ({why}): {error}")
             elif not permanent and delivery.kind == Delivery.Kind.MESSAGE:
                 _hold_lane_behind(delivery, error)
+            if delivery.kind == Delivery.Kind.MESSAGE and delivery.lane == Delivery.Lane.TO_INFOBIP:
+                transaction.on_commit(lambda: _tell_ccaas_undelivered(delivery.pk, error))
         else:
             delay = backoff_seconds(delivery.attempts, retry_after)
             if not _finish(
@@ -198,6 +200,24 @@ def _failed(
         ConversationLink.objects.filter(pk=link.pk).update(last_error=error[:2000])
         _endpoint_health(delivery, exc)
         services.after_delivery(link.pk)
+
+
+def _tell_ccaas_undelivered(delivery_id: int, error: str) -> None:
+    """Let the contact center know an agent message will not reach the customer (best effort)."""
+    from bridge import services
+    from bridge.connectors import get_connector
+
+    row = Delivery.objects.select_related("link__endpoint", "message").filter(pk=delivery_id).first()
+    if row is None or row.message is None or row.link.endpoint is None:
+        return
+    try:
+        get_connector(row.link.endpoint).acknowledge_failed_delivery(
+            services.interaction_ref(row.link), row.message.external_id, error
+        )
+    except Exception:
+        logger.exception(
+            "could not report undelivered message %s to the contact center", row.message.external_id
+        )
 
 
 def _hold_lane_behind(dead: Delivery, error: str) -> None:

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from bridge import delivery as engine
 from bridge import services
-from bridge.connectors import get_connector
+from bridge.connectors import connector_class, get_connector
 from bridge.exceptions import BridgeError, TransientError
 from bridge.models import CcaasEndpoint, Lease
 
@@ -93,13 +93,23 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
         release_lease(name, token)
 
 
+def polls(endpoint: CcaasEndpoint) -> bool:
+    """Whether the ticker polls this endpoint: poll mode, or a connector that always polls."""
+    if endpoint.mode == CcaasEndpoint.Mode.POLL:
+        return True
+    try:
+        return connector_class(endpoint.kind).capabilities.always_poll
+    except BridgeError:
+        return False
+
+
 def due_poll_endpoints(now=None) -> list[int]:
     now = now or timezone.now()
     ids = []
     for endpoint in CcaasEndpoint.objects.filter(enabled=True).filter(
         Q(poll_next_at__isnull=True) | Q(poll_next_at__lte=now)
     ):
-        if endpoint.mode == CcaasEndpoint.Mode.POLL:
+        if polls(endpoint):
             ids.append(endpoint.pk)
     if ids:
         # Claimed for this interval; poll_endpoint sets the next time when it finishes.

@@ -36,6 +36,7 @@ class Capabilities:
     attachments: bool = False  # can carry media itself; else media goes as a text with its link
     typing: bool = False  # reports agent typing
     poll_covers_all_interactions: bool = False  # one poll call serves every open interaction
+    always_poll: bool = False  # polled every interval even in webhook mode (e.g. to notice closes)
 
 
 @dataclass(frozen=True)
@@ -147,5 +148,6 @@ class Connector(ABC):
         """What to configure on the vendor's side so it calls our webhook."""
         return f"Point the contact center's webhook at {self.endpoint.webhook_url()}"
 
-    def acknowledge_failed_delivery(self, event: CcaasEvent, error: str) -> None:  # noqa: B027
-        """Told when an agent message could not be delivered to the customer (permanent failure)."""
+    def acknowledge_failed_delivery(self, ref: InteractionRef, message_id: str, error: str) -> None:  # noqa: B027
+        """Told when an agent message (its contact-center id) could not be delivered to the customer
+        and will not be retried. Best effort: errors raised here are logged, not retried."""
