@@ -1,0 +1,121 @@
+"""manage.py bridge_endpoint create|update|list|test: contact-center endpoints from the shell."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from bridge.connectors import REGISTRY, connector_class
+from bridge.exceptions import BridgeError
+from bridge.models import CcaasEndpoint
+
+
+def _json_object(value: str, what: str) -> dict:
+    try:
+        data = json.loads(value)
+    except ValueError as exc:
+        raise CommandError(f"--{what} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CommandError(f"--{what} must be a JSON object")
+    return data
+
+
+class Command(BaseCommand):
+    help = "Create, update, list and test contact-center endpoints (credentials are stored encrypted)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        for name in ("create", "update"):
+            p = sub.add_parser(name, help=f"{name} an endpoint")
+            p.add_argument("slug")
+            p.add_argument("--kind", required=name == "create", choices=sorted(REGISTRY))
+            p.add_argument("--name")
+            p.add_argument("--config", help="JSON object; on update, merged into the current config")
+            p.add_argument(
+                "--credentials", help="JSON object; on update, merged into the current credentials"
+            )
+            p.add_argument("--default", action="store_true", help="make this the default endpoint")
+            p.add_argument("--routing-rules", help='JSON list, e.g. [{"tags_any": ["billing"]}]')
+            if name == "update":
+                p.add_argument("--enable", action="store_true")
+                p.add_argument("--disable", action="store_true")
+        sub.add_parser("list", help="list endpoints (never shows secrets)")
+        p = sub.add_parser("test", help="check the connection; exits non-zero on failure")
+        p.add_argument("slug")
+
+    def handle(self, *args, action: str, **options) -> None:
+        getattr(self, f"_{action}")(**options)
+
+    def _save(self, endpoint: CcaasEndpoint, options: dict, *, creating: bool) -> None:
+        if options.get("name") is not None:
+            endpoint.name = options["name"]
+        if options.get("config"):
+            endpoint.config = {
+                **({} if creating else endpoint.config),
+                **_json_object(options["config"], "config"),
+            }
+        if options.get("credentials"):
+            new = _json_object(options["credentials"], "credentials")
+            endpoint.credentials = {**({} if creating else endpoint.credentials), **new}
+        if options.get("routing_rules"):
+            rules = json.loads(options["routing_rules"])
+            if not isinstance(rules, list):
+                raise CommandError("--routing-rules must be a JSON list")
+            endpoint.routing_rules = rules
+        if options.get("enable"):
+            endpoint.enabled = True
+        if options.get("disable"):
+            endpoint.enabled = False
+        problems = connector_class(endpoint.kind).validate(endpoint.config, endpoint.credentials)
+        if problems:
+            raise CommandError("invalid endpoint:\n  " + "\n  ".join(problems))
+        with transaction.atomic():
+            if options.get("default"):
+                CcaasEndpoint.objects.exclude(pk=endpoint.pk).filter(is_default=True).update(is_default=False)
+                endpoint.is_default = True
+            endpoint.save()
+
+    def _create(self, slug: str, kind: str, **options) -> None:
+        if CcaasEndpoint.objects.filter(slug=slug).exists():
+            raise CommandError(f"endpoint {slug!r} exists; use 'update'")
+        endpoint = CcaasEndpoint(slug=slug, kind=kind)
+        self._save(endpoint, options, creating=True)
+        self.stdout.write(f"created {slug} ({kind}); webhook URL: {endpoint.webhook_url()}")
+
+    def _update(self, slug: str, kind: str | None = None, **options) -> None:
+        endpoint = CcaasEndpoint.objects.filter(slug=slug).first()
+        if endpoint is None:
+            raise CommandError(f"no endpoint {slug!r}")
+        if kind:
+            endpoint.kind = kind
+        self._save(endpoint, options, creating=False)
+        self.stdout.write(f"updated {slug}")
+
+    def _list(self, **options) -> None:
+        rows = CcaasEndpoint.objects.all()
+        if not rows:
+            self.stdout.write(
+                "no endpoints; create one with: manage.py bridge_endpoint create SLUG --kind generic ..."
+            )
+            return
+        for e in rows:
+            flags = (
+                ",".join(f for f, on in (("default", e.is_default), ("disabled", not e.enabled)) if on) or "-"
+            )
+            secrets = ",".join(sorted(e.credentials or {})) or "none"
+            self.stdout.write(
+                f"{e.slug}\t{e.kind}\t{e.mode}\t{flags}\tconfig={json.dumps(e.config, sort_keys=True)}\t"
+                f"credentials=[{secrets}]\tlast_error={(e.last_error or '-')[:80]}"
+            )
+
+    def _test(self, slug: str, **options) -> None:
+        endpoint = CcaasEndpoint.objects.filter(slug=slug).first()
+        if endpoint is None:
+            raise CommandError(f"no endpoint {slug!r}")
+        try:
+            answer = connector_class(endpoint.kind)(endpoint).check_connection()
+        except (BridgeError, NotImplementedError) as exc:
+            raise CommandError(f"{slug}: connection test failed: {exc}") from exc
+        self.stdout.write(f"{slug}: ok: {answer}")
