@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 REGISTRY: dict[str, str] = {
     "generic": "bridge.connectors.generic.GenericConnector",
+    "rt": "bridge.connectors.rt.RtConnector",
+    "zendesk": "bridge.connectors.zendesk.ZendeskConnector",
 }
 
 
