@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "generic": "bridge.connectors.generic.GenericConnector",
     "rt": "bridge.connectors.rt.RtConnector",
     "zendesk": "bridge.connectors.zendesk.ZendeskConnector",
+    "chatwoot": "bridge.connectors.chatwoot.ChatwootConnector",
 }
 
 
