@@ -23,6 +23,8 @@ from bridge.infobip.client import InfobipClient
 from bridge.types import AuthorType, Direction
 from tests.openapi import validate_request, validate_schema
 
+pytestmark = pytest.mark.django_db  # Get Messages takes from the shared rate limit (a database row)
+
 SPEC = "infobip-conversations-openapi.json"
 BASE = "https://xyz123.api.infobip.com"
 API_KEY = "infobip-key-9f8e7d6c5b4a-do-not-leak"
