@@ -358,3 +358,46 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class InfobipSubscription(models.Model):
+    """The bridge's Subscriptions-API subscription on Infobip, and how its webhooks prove themselves.
+
+    Written by `manage.py bridge_subscribe --subscriptions`; read by the Infobip webhook view, which
+    rejects a request that fails the check configured here.
+    """
+
+    class Security(models.TextChoices):
+        HMAC = "HMAC", "HMAC-SHA256 signature"
+        BASIC = "BASIC", "Basic auth"
+        HEADER = "HEADER", "Static header"
+        NONE = "NONE", "Path token only"
+
+    subscription_id = models.CharField(max_length=255, unique=True)
+    profile_id = models.CharField(max_length=255)
+    auth_id = models.CharField(max_length=255, blank=True)
+    security = models.CharField(max_length=16, choices=Security.choices, default=Security.HMAC)
+    credentials = RotatingEncryptedJSONField(
+        default=dict, blank=True, help_text="HMAC secret, Basic user and password, or header name and value."
+    )
+    notify_url = models.CharField(max_length=512)
+    events = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id} ({self.security})"
+
+
+class RateWindow(models.Model):
+    """One fixed window of a client-side rate limit, shared by every worker through the database."""
+
+    key = models.CharField(max_length=100)
+    window = models.BigIntegerField(help_text="Window start, in seconds since the epoch.")
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "window"], name="rate_window_once")]
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.window}: {self.count}"

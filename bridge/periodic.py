@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bridge import delivery as engine
-from bridge import services
+from bridge import reconcile, services
 from bridge.connectors import connector_class, get_connector
 from bridge.exceptions import BridgeError, TransientError
 from bridge.models import CcaasEndpoint, Lease
@@ -157,6 +157,13 @@ def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
             poll_endpoint(endpoint_id)
         else:
             async_task("bridge.tasks.poll_endpoint", endpoint_id, task_name=f"poll {endpoint_id}")
+    # Reconciliation (bridge.reconcile): once per BRIDGE_RECONCILE_INTERVAL_SECONDS; the lease is left
+    # to expire by itself, so it marks when the next round is due, across every ticker.
+    if acquire_lease("reconcile", max(settings.BRIDGE_RECONCILE_INTERVAL_SECONDS, 0.5)) is not None:
+        if inline:
+            reconcile.reconcile_all()
+        else:
+            async_task("bridge.reconcile.reconcile_all", task_name="reconcile")
     result.stuck = services.flag_stuck()
     result.idle_closed = services.close_idle()
     if inline:

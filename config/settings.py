@@ -189,6 +189,24 @@ BRIDGE_HTTP_CONNECT_TIMEOUT = env.float("BRIDGE_HTTP_CONNECT_TIMEOUT", default=5
 BRIDGE_HTTP_READ_TIMEOUT = env.float("BRIDGE_HTTP_READ_TIMEOUT", default=30)
 BRIDGE_ALLOW_PRIVATE_URLS = env.bool("BRIDGE_ALLOW_PRIVATE_URLS", default=False)
 
+# Infobip side (docs/infobip.md). Reconciliation re-reads open conversations' messages this often,
+# so a dropped Infobip webhook costs at most one interval; the overlap re-reads a little earlier.
+BRIDGE_RECONCILE_INTERVAL_SECONDS = env.float("BRIDGE_RECONCILE_INTERVAL_SECONDS", default=60)
+BRIDGE_RECONCILE_OVERLAP_SECONDS = env.float("BRIDGE_RECONCILE_OVERLAP_SECONDS", default=300)
+# Infobip publishes ~500 Get Messages requests a minute; the bridge stays under it across workers.
+BRIDGE_INFOBIP_GET_MESSAGES_PER_MINUTE = env.int("BRIDGE_INFOBIP_GET_MESSAGES_PER_MINUTE", default=450)
+# Subscriptions webhook security. Infobip does not document the HMAC header name or encoding, so
+# both are configurable: any of these headers, hex or base64, with or without a "sha256=" prefix.
+BRIDGE_INFOBIP_HMAC_HEADERS = env.list(
+    "BRIDGE_INFOBIP_HMAC_HEADERS",
+    default=["X-Hub-Signature-256", "X-Hub-Signature", "X-Signature", "X-Infobip-Signature"],
+)
+BRIDGE_INFOBIP_HMAC_ENCODING = env.str("BRIDGE_INFOBIP_HMAC_ENCODING", default="any")  # hex|base64|any
+BRIDGE_INFOBIP_SUBSCRIPTION_ID = env.str("BRIDGE_INFOBIP_SUBSCRIPTION_ID", default="handover-bridge")
+# While migrating from the legacy account-configuration webhook (which cannot sign), accept its
+# unsigned message bodies even when Subscriptions security is configured.
+BRIDGE_INFOBIP_ACCEPT_UNSIGNED_LEGACY = env.bool("BRIDGE_INFOBIP_ACCEPT_UNSIGNED_LEGACY", default=False)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

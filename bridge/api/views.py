@@ -27,7 +27,8 @@ from bridge import services
 from bridge.api.auth import BearerTokenAuthentication, HasApiToken
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, ConfigurationError, WebhookError
-from bridge.infobip.events import parse_webhook
+from bridge.infobip import subscriptions
+from bridge.infobip.events import is_event_envelope, parse_event, parse_webhook
 from bridge.models import PRIORITIES, CcaasEndpoint, ConversationLink, Delivery, Message
 from bridge.signing import tokens_equal
 
@@ -90,6 +91,13 @@ class InfobipWebhookView(WebhookView):
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise WebhookError("body is not valid JSON") from exc
+        if is_event_envelope(data):
+            # Subscriptions "customer engagement" events: always checked when security is configured.
+            subscriptions.verify(body, request.headers, subscriptions.active_subscription())
+            outcome = services.record_infobip_event(parse_event(data))
+            return Response({"status": "ok" if outcome.stored else "duplicate", "note": outcome.note})
+        if not settings.BRIDGE_INFOBIP_ACCEPT_UNSIGNED_LEGACY:
+            subscriptions.verify(body, request.headers, subscriptions.active_subscription())
         parsed = parse_webhook(data)
         if parsed.ignored:
             return Response({"status": "ignored", "reason": parsed.ignored})

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from bridge import http
 from bridge.exceptions import ConfigurationError, ConversationClosedError, NotFoundError, PermanentError
+from bridge.infobip import ratelimit
 from bridge.infobip.events import parse_message
 from bridge.types import InfobipMessage
 
@@ -47,7 +48,11 @@ class InfobipClient:
         self.agent_id = agent_id if agent_id is not None else settings.INFOBIP_AGENT_ID
         if not self.base_url or not api_key:
             raise ConfigurationError("INFOBIP_BASE_URL and INFOBIP_API_KEY must be set to talk to Infobip")
-        self.session = session or http.make_session()
+        self.session = session or http.make_session(reuse_key=f"infobip:{self.base_url}")
+        # The bridge's workers share Infobip's Get Messages budget through bridge.infobip.ratelimit
+        # (database or Redis); a standalone client (scripts, tests) does not count.
+        self.shared_rate_limit = False
+        self.rate_wait = 5.0  # seconds a call may wait for the shared budget before it is retried later
         self.session.headers.update({"Authorization": f"App {api_key}", "Accept": "application/json"})
 
     # --- plumbing ---------------------------------------------------------------------------------
@@ -114,6 +119,13 @@ class InfobipClient:
             params["messageIds"] = message_ids
         page = 0
         while True:
+            if self.shared_rate_limit:
+                # Infobip's one published limit (~500/min), shared by every worker.
+                ratelimit.acquire(
+                    "infobip:get-messages",
+                    settings.BRIDGE_INFOBIP_GET_MESSAGES_PER_MINUTE,
+                    max_wait=self.rate_wait,
+                )
             data = self._json(
                 "GET", f"{self._conv(conversation_id)}/messages", params={**params, "page": page}
             )
@@ -212,3 +224,44 @@ class InfobipClient:
         """Legacy (deprecated) way to receive every inbound message at one URL; replaces any set."""
         # Reference: https://infobip.com/docs/api/customer-engagement/conversations/update-conversation-account-configuration
         self._call("PUT", "/ccaas/1/account/configuration", json={"webhookUrl": webhook_url})
+
+    # --- Subscriptions API ------------------------------------------------------------------------
+    # Reference: https://www.infobip.com/docs/api/platform/subscriptions-api
+    def _get_or_none(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self._json("GET", path)
+        except NotFoundError:
+            return None
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def put_security_settings(self, auth_id: str, body: dict[str, Any]) -> str:
+        """Create or update security settings; returns "created" or "updated"."""
+        # Reference: https://www.infobip.com/docs/api/platform/subscriptions-api/create-security-settings
+        path = f"/subscriptions/1/security/{quote(auth_id, safe='')}"
+        if self._get_or_none(path) is None:
+            self._call("POST", "/subscriptions/1/security", json={"authId": auth_id, **body})
+            return "created"
+        self._call("PUT", path, json=body)
+        return "updated"
+
+    def put_profile(self, profile_id: str, body: dict[str, Any]) -> str:
+        # Reference: https://www.infobip.com/docs/api/platform/subscriptions-api/create-profile
+        path = f"/subscriptions/1/profiles/{quote(profile_id, safe='')}"
+        if self._get_or_none(path) is None:
+            self._call("POST", "/subscriptions/1/profiles", json={"profileId": profile_id, **body})
+            return "created"
+        self._call("PUT", path, json=body)
+        return "updated"
+
+    def put_subscription(self, channel: str, subscription_id: str, body: dict[str, Any]) -> str:
+        # Reference: https://www.infobip.com/docs/api/platform/subscriptions-api/create-subscription
+        base = f"/subscriptions/1/subscription/{quote(channel, safe='')}"
+        path = f"{base}/{quote(subscription_id, safe='')}"
+        if self._get_or_none(path) is None:
+            self._call("POST", base, json={"subscriptionId": subscription_id, **body})
+            return "created"
+        self._call("PUT", path, json=body)
+        return "updated"

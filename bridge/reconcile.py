@@ -1,0 +1,142 @@
+"""Reconciliation: the bridge does not depend on Infobip's webhook being delivered (Infobip documents
+no retry policy). For every open handover, Infobip's messages since the last one seen are compared
+with what was recorded, and any customer message the webhook missed is recorded and forwarded, in
+Infobip `createdAt` order. A dropped webhook costs at most BRIDGE_RECONCILE_INTERVAL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from bridge import services
+from bridge.exceptions import BridgeError, ConversationClosedError, NotFoundError
+from bridge.infobip.ratelimit import RateLimited
+from bridge.models import ConversationLink, Message, State, Tag
+from bridge.types import Direction
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Reconciled:
+    handovers: int = 0
+    recovered: int = 0
+    errors: int = 0
+    rate_limited: bool = False
+
+
+def reconcile_link(link: ConversationLink, client=None) -> int:
+    """Record and forward the customer messages of one handover that never arrived by webhook."""
+    if link.state != State.ACTIVE:
+        return 0
+    client = client or services.infobip_client()
+    since = link.last_infobip_message_at or link.opened_at or link.escalated_at
+    since = since - timedelta(seconds=settings.BRIDGE_RECONCILE_OVERLAP_SECONDS)
+    known = set(
+        Message.objects.filter(link=link, source=Message.Source.INFOBIP).values_list("external_id", flat=True)
+    )
+    recovered = 0
+    for message in client.iter_messages(link.conversation_id, created_after=since):
+        if message.id in known or message.direction != Direction.INBOUND:
+            continue
+        try:
+            with transaction.atomic():
+                services._record_for_ccaas(link, message)
+        except IntegrityError:
+            continue
+        recovered += 1
+    if recovered:
+        link.note("reconciled", f"{recovered} customer messages recovered that the webhook did not deliver")
+    return recovered
+
+
+def reconcile_all(now=None) -> Reconciled:
+    """One reconciliation round over every active handover (the ticker calls it once per interval)."""
+    result = Reconciled()
+    client = None
+    for link in (
+        ConversationLink.objects.filter(state=State.ACTIVE)
+        .exclude(interaction_id="")
+        .order_by("last_infobip_message_at")
+    ):
+        result.handovers += 1
+        try:
+            client = client or services.infobip_client()
+            result.recovered += reconcile_link(link, client)
+        except RateLimited:
+            result.rate_limited = True
+            break  # the rest wait for the next round
+        except (NotFoundError, ConversationClosedError):
+            services.begin_close(
+                link, services.CloseReason.CONVERSATION_CLOSED, actor="reconciliation", close_infobip=False
+            )
+        except BridgeError as exc:
+            result.errors += 1
+            logger.warning("reconciliation of %s failed: %s", link.conversation_id, exc)
+    return result
+
+
+def fetch_messages(link_id, message_ids: list[str]) -> int:
+    """Fetch messages by id (Get Messages, messageIds) and record the customer ones: for events whose
+    content does not tell its content type."""
+    link = ConversationLink.objects.filter(pk=link_id, state__in=[State.REQUESTED, State.ACTIVE]).first()
+    if link is None:
+        return 0
+    stored = 0
+    for message in services.infobip_client().iter_messages(link.conversation_id, message_ids=message_ids):
+        if message.direction != Direction.INBOUND:
+            continue
+        try:
+            with transaction.atomic():
+                services._record_for_ccaas(link, message)
+        except IntegrityError:
+            continue
+        stored += 1
+    return stored
+
+
+def push_tags(link_id) -> None:
+    """Give the handover's current tags to a connector that can update its interaction."""
+    link = ConversationLink.objects.select_related("endpoint").filter(pk=link_id).first()
+    if link is None or link.endpoint is None or not link.interaction_id:
+        return
+    from bridge.connectors import get_connector
+
+    connector = get_connector(link.endpoint)
+    update = getattr(connector, "update_tags", None)
+    if update is None:
+        return
+    update(
+        services.interaction_ref(link), sorted(Tag.objects.filter(link=link).values_list("name", flat=True))
+    )
+
+
+def _later(func: str, *args, name: str) -> None:
+    from django_q.tasks import async_task
+
+    def _send() -> None:
+        try:
+            async_task(func, *args, task_name=name[:100])
+        except Exception:
+            logger.warning("could not queue %s; reconciliation will catch up", name)
+
+    transaction.on_commit(_send)
+
+
+def fetch_later(link_id, message_ids: list[str]) -> None:
+    _later("bridge.reconcile.fetch_messages", str(link_id), list(message_ids), name=f"fetch {link_id}")
+
+
+def push_tags_later(link_id) -> None:
+    _later("bridge.reconcile.push_tags", str(link_id), name=f"tags {link_id}")
+
+
+def is_due(last_run, now=None) -> bool:
+    now = now or timezone.now()
+    return last_run is None or (now - last_run).total_seconds() >= settings.BRIDGE_RECONCILE_INTERVAL_SECONDS
