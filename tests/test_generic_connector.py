@@ -187,6 +187,19 @@ def test_bearer_api_key_only_when_set(mocked):
     assert mocked.calls[0].request.headers["Authorization"] == f"Bearer {API_KEY}"
 
 
+@pytest.mark.django_db
+def test_a_changed_api_key_is_used_at_once(mocked):
+    saved = endpoint(api_key="old-key")
+    saved.save()
+    mocked.add(responses.POST, f"{BASE}/interactions", json={"id": "int-1"})
+    mocked.add(responses.POST, f"{BASE}/interactions", json={"id": "int-1"})
+    get_connector(saved).open_interaction(context([]))
+    # a change that does not go through save() (no new updated_at) must not reuse the old header
+    CcaasEndpoint.objects.filter(pk=saved.pk).update(credentials={"secret": SECRET, "api_key": "new-key"})
+    get_connector(CcaasEndpoint.objects.get(pk=saved.pk)).open_interaction(context([]))
+    assert [c.request.headers["Authorization"] for c in mocked.calls] == ["Bearer old-key", "Bearer new-key"]
+
+
 def test_errors_name_no_secret(mocked):
     connector = get_connector(endpoint(api_key=API_KEY))
     mocked.add(responses.POST, f"{BASE}/interactions", status=401, body="denied")
