@@ -57,7 +57,8 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     """Exponential backoff with equal jitter, capped; never sooner than Retry-After."""
     base = settings.BRIDGE_RETRY_BASE_SECONDS
     cap = settings.BRIDGE_RETRY_MAX_SECONDS
-    ceiling = min(cap, base * (2 ** max(0, attempts - 1)))
+    # The exponent is bounded: 2 ** 1024 no longer converts to float (raised max attempts).
+    ceiling = min(cap, base * (2 ** min(max(0, attempts - 1), 64)))
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     if retry_after is not None:
         delay = max(delay, retry_after)
