@@ -168,6 +168,8 @@ class ConversationLink(models.Model):
             models.Index(fields=["endpoint", "interaction_id"]),
             models.Index(fields=["customer_address"]),
             models.Index(fields=["closed_at"]),
+            models.Index(fields=["escalated_at"], name="link_escalated_idx"),
+            models.Index(fields=["channel"], name="link_channel_idx"),
         ]
 
     def __str__(self) -> str:
@@ -301,6 +303,7 @@ class Delivery(models.Model):
             models.Index(fields=["state", "next_attempt_at"]),
             models.Index(fields=["state", "lease_until"]),
             models.Index(fields=["failing_since"]),
+            models.Index(fields=["lane", "state", "sort_at"], name="delivery_lane_waiting_idx"),
         ]
 
     def __str__(self) -> str:

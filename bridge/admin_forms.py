@@ -1,0 +1,160 @@
+"""Admin forms: the endpoint form is built from the connector registry, so every kind shows its own
+config and credential fields; credentials are write-only (a blank field keeps the stored value)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.admin.helpers import ActionForm
+
+from bridge.connectors import REGISTRY, connector_class
+from bridge.connectors.base import Field
+from bridge.models import CcaasEndpoint
+
+
+def config_key(kind: str, name: str) -> str:
+    return f"cfg__{kind}__{name}"
+
+
+def credential_key(kind: str, name: str) -> str:
+    return f"cred__{kind}__{name}"
+
+
+def _form_field(spec: Field, *, secret: bool) -> forms.Field:
+    common: dict[str, Any] = {"required": False, "help_text": spec.help, "label": spec.name}
+    if secret:
+        return forms.CharField(
+            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+            strip=False,
+            **common,
+        )
+    if spec.kind == "bool":
+        return forms.BooleanField(**common)
+    if spec.kind == "int":
+        return forms.IntegerField(**common)
+    if spec.kind == "json":
+        return forms.JSONField(widget=forms.Textarea(attrs={"rows": 3}), **common)
+    if spec.kind == "choice":
+        return forms.ChoiceField(choices=[("", "---------"), *[(c, c) for c in spec.choices]], **common)
+    return forms.CharField(widget=forms.TextInput(attrs={"size": 60}), **common)
+
+
+def kinds() -> list[tuple[str, type]]:
+    return [(kind, connector_class(kind)) for kind in REGISTRY]
+
+
+class EndpointForm(forms.ModelForm):
+    kind = forms.ChoiceField(help_text="The contact center's kind; its settings appear below.")
+
+    class Meta:
+        model = CcaasEndpoint
+        fields = ["slug", "name", "kind", "enabled", "is_default", "routing_order", "routing_rules"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = [(kind, f"{cls.label} ({kind})") for kind, cls in kinds()]
+        config = dict(self.instance.config or {}) if self.instance.pk else {}
+        stored = dict(self.instance.credentials or {}) if self.instance.pk else {}
+        self.kind_fields: dict[str, dict[str, list[str]]] = {}
+        for kind, cls in kinds():
+            names: dict[str, list[str]] = {"config": [], "credentials": []}
+            for spec in cls.config_fields:
+                key = config_key(kind, spec.name)
+                self.fields[key] = _form_field(spec, secret=False)
+                if spec.required:
+                    self.fields[key].label = f"{spec.name} *"
+                if self.instance.pk and self.instance.kind == kind and spec.name in config:
+                    self.initial[key] = config[spec.name]
+                elif spec.default is not None:
+                    self.initial[key] = spec.default
+                names["config"].append(key)
+            for spec in cls.credential_fields:
+                key = credential_key(kind, spec.name)
+                field = _form_field(spec, secret=True)
+                is_set = self.instance.pk and self.instance.kind == kind and stored.get(spec.name)
+                field.help_text = (
+                    f"{spec.help} — currently set; leave blank to keep it"
+                    if is_set
+                    else f"{spec.help} — not set"
+                ).lstrip(" —")
+                if spec.required:
+                    field.label = f"{spec.name} *"
+                self.fields[key] = field
+                names["credentials"].append(key)
+            self.kind_fields[kind] = names
+
+    def connector_fieldsets(self) -> list[tuple[str, dict[str, Any]]]:
+        sets = []
+        for kind, cls in kinds():
+            names = self.kind_fields[kind]
+            sets.append(
+                (
+                    f"{cls.label}: settings",
+                    {"fields": names["config"], "classes": ("connector-kind", f"kind-{kind}")},
+                )
+            )
+            if names["credentials"]:
+                sets.append(
+                    (
+                        f"{cls.label}: credentials (write-only)",
+                        {
+                            "fields": names["credentials"],
+                            "classes": ("connector-kind", f"kind-{kind}"),
+                            "description": "Stored encrypted and never shown again. Leave a field blank "
+                            "to keep its current value.",
+                        },
+                    )
+                )
+        return sets
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind = data.get("kind")
+        if not kind or kind not in REGISTRY:
+            return data
+        cls = connector_class(kind)
+        same_kind = self.instance.pk and self.instance.kind == kind
+        config = dict(self.instance.config or {}) if same_kind else {}
+        credentials = dict(self.instance.credentials or {}) if same_kind else {}
+        for spec in cls.config_fields:
+            value = data.get(config_key(kind, spec.name))
+            if value in (None, "") and spec.kind != "bool":
+                config.pop(spec.name, None)
+            else:
+                config[spec.name] = value
+        for spec in cls.credential_fields:
+            value = data.get(credential_key(kind, spec.name))
+            if value:
+                credentials[spec.name] = value
+        problems = cls.validate(config, credentials)
+        for problem in problems:
+            self.add_error(None, problem)
+        self.connector_config, self.connector_credentials = config, credentials
+        return data
+
+    def save(self, commit: bool = True) -> CcaasEndpoint:
+        endpoint = super().save(commit=False)
+        endpoint.config = self.connector_config
+        endpoint.credentials = self.connector_credentials
+        if commit:
+            endpoint.save()
+        return endpoint
+
+
+class CloseActionForm(ActionForm):
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Reason",
+        help_text="Why (kept in the handover's timeline and the admin log).",
+        widget=forms.TextInput(attrs={"placeholder": "reason (for Close)", "size": 30}),
+    )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, required=False)
+
+
+class ReopenForm(forms.Form):
+    endpoint = forms.ModelChoiceField(queryset=CcaasEndpoint.objects.filter(enabled=True))
