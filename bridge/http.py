@@ -6,6 +6,7 @@ import email.utils
 import ipaddress
 import logging
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -33,12 +34,40 @@ SENSITIVE_HEADERS = frozenset(
 )
 
 
-def make_session(extra_headers: Mapping[str, str] | None = None) -> requests.Session:
-    """A requests.Session with our user agent; each request gets `timeout()` from `request()`."""
+_sessions = threading.local()
+
+
+def make_session(
+    extra_headers: Mapping[str, str] | None = None, *, reuse_key: str | None = None
+) -> requests.Session:
+    """A requests.Session with our user agent; each request gets `timeout()` from `request()`.
+
+    With `reuse_key`, the session (and its kept-alive connections) is reused by later calls with the
+    same key in the same thread, so a worker does not pay a TLS handshake per message. The key must
+    change whenever the headers would (callers include the endpoint's last change in it).
+    """
+    if reuse_key is not None:
+        # The headers are part of the key too: credentials can change without the caller's key
+        # changing (an unsaved endpoint, a queryset update), and a stale Authorization must never be sent.
+        reuse_key = f"{reuse_key}:{hash(frozenset((extra_headers or {}).items()))}"
+        cache = getattr(_sessions, "by_key", None)
+        if cache is None:
+            cache = _sessions.by_key = {}
+        session = cache.get(reuse_key)
+        if session is not None:
+            if extra_headers:
+                session.headers.update(extra_headers)
+            return session
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
     if extra_headers:
         session.headers.update(extra_headers)
+    if reuse_key is not None:
+        if len(cache) > 64:  # endpoints come and go; never grow without bound
+            for old in cache.values():
+                old.close()
+            cache.clear()
+        cache[reuse_key] = session
     return session
 
 

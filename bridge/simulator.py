@@ -68,6 +68,7 @@ class FakeServer:
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self.lock = threading.RLock()
+        self._connections: set[socket.socket] = set()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -83,8 +84,16 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening and drop open (kept-alive) connections, as a stopped server would."""
         self._server.shutdown()
         self._server.server_close()
+        with self.lock:
+            connections, self._connections = list(self._connections), set()
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> FakeServer:
         return self.start()
@@ -175,6 +184,17 @@ class FakeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go in separate writes
+
+            def setup(self) -> None:
+                super().setup()
+                with server.lock:
+                    server._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server.lock:
+                    server._connections.discard(self.connection)
+                super().finish()
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass

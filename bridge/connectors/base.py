@@ -100,6 +100,14 @@ class Connector(ABC):
             problems.append(f"config: {cls.kind} has no webhooks; use mode 'poll'")
         return problems
 
+    def http_session(self, extra_headers: Mapping[str, str] | None = None):
+        """A requests.Session for this endpoint, reused (with its connections) within a worker thread
+        until the endpoint's configuration changes."""
+        from bridge import http
+
+        changed = self.endpoint.updated_at.timestamp() if self.endpoint.updated_at else 0
+        return http.make_session(extra_headers, reuse_key=f"endpoint:{self.endpoint.pk}:{changed}")
+
     def require(self, source: Mapping[str, Any], name: str) -> Any:
         value = source.get(name)
         if value in (None, ""):

@@ -68,10 +68,10 @@ class GenericConnector(Connector):
 
     def __init__(self, endpoint) -> None:
         super().__init__(endpoint)
-        self.session = http.make_session()
         api_key = self.credentials.get("api_key")
-        if api_key:
-            self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self.session = self.http_session({"Authorization": f"Bearer {api_key}"} if api_key else None)
+        if not api_key:
+            self.session.headers.pop("Authorization", None)
 
     @property
     def base_url(self) -> str:
