@@ -162,10 +162,12 @@ def diagnose(link: ConversationLink, deliveries: list[Delivery]) -> list[str]:
         reasons.append(f"The interaction could not be opened: {link.last_error or 'see the timeline'}")
     for item in deliveries:
         if item.state == Delivery.Status.DEAD and link.state != State.FAILED:
-            reasons.append(f"{item} to {item.get_lane_display().lower()} is a dead letter: {item.last_error}")
+            reasons.append(
+                f"{item.get_kind_display()} #{item.pk} {item.get_lane_display().lower()} is a dead letter: {item.last_error}"
+            )
         elif item.failing_since and not item.is_terminal:
             reasons.append(
-                f"{item} to {item.get_lane_display().lower()} has been failing for "
+                f"{item.get_kind_display()} #{item.pk} {item.get_lane_display().lower()} has been failing for "
                 f"{timesince(item.failing_since, now)} ({item.attempts} attempts): {item.last_error}"
             )
     return reasons[:20]

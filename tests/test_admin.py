@@ -355,3 +355,18 @@ def test_read_only_operator_sees_everything_and_changes_nothing(client, viewer, 
     assert link.state == State.ACTIVE
     assert response.status_code in (200, 302)
     assert Delivery.objects.get(message__external_id="m1").state == Delivery.Status.DEAD
+
+
+def test_operator_groups_command_is_idempotent():
+    from django.core.management import call_command
+
+    Group.objects.all().delete()
+    call_command("bridge_operator_groups")
+    call_command("bridge_operator_groups")
+    read_only = set(
+        Group.objects.get(name="Operators (read-only)").permissions.values_list("codename", flat=True)
+    )
+    operators = set(Group.objects.get(name="Operators").permissions.values_list("codename", flat=True))
+    assert "view_conversationlink" in read_only and not any(c.startswith("change_") for c in read_only)
+    assert {"change_conversationlink", "change_delivery", "change_message"} <= operators
+    assert "change_ccaasendpoint" not in operators

@@ -1,0 +1,40 @@
+"""The two operator groups. Migration 0002 creates them; `manage.py bridge_operator_groups` re-creates
+them (after a flush, or when models were added) with the same rules.
+
+"Operators (read-only)" see every handover, message, delivery, event and endpoint and change nothing.
+"Operators" may also run the actions (close, retry, route back, re-open, resend), which need the change
+permission on handovers, messages and deliveries. Endpoints and credentials: superusers only.
+"""
+
+from __future__ import annotations
+
+READ_ONLY = "Operators (read-only)"
+OPERATORS = "Operators"
+VIEW_MODELS = (
+    "ccaasendpoint",
+    "conversationlink",
+    "message",
+    "delivery",
+    "inboundevent",
+    "handoverevent",
+    "tag",
+)
+ACTION_MODELS = ("conversationlink", "message", "delivery")
+
+
+def ensure_groups() -> None:
+    from django.apps import apps as global_apps
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.auth.models import Group, Permission
+
+    create_permissions(global_apps.get_app_config("bridge"), verbosity=0)
+    view = Permission.objects.filter(
+        content_type__app_label="bridge", codename__in=[f"view_{m}" for m in VIEW_MODELS]
+    )
+    change = Permission.objects.filter(
+        content_type__app_label="bridge", codename__in=[f"change_{m}" for m in ACTION_MODELS]
+    )
+    read_only, _ = Group.objects.get_or_create(name=READ_ONLY)
+    read_only.permissions.set(view)
+    operators, _ = Group.objects.get_or_create(name=OPERATORS)
+    operators.permissions.set([*view, *change])
