@@ -7,6 +7,7 @@ its own process group and is killed with the whole group when the test ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -114,28 +115,22 @@ class BridgeProcess:
     def signal_group(self, sig: int) -> None:
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         """SIGKILL the whole group (the cluster and its workers) and reap the leader."""
         self.signal_group(signal.SIGKILL)
         if self.proc is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a zombie we cannot reap
                 self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a zombie we cannot reap
-                pass
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds; the group is always killed at the end."""
         if self.running:
             self.signal_group(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
 
     def log_tail(self, chars: int = 4000) -> str:

@@ -8,6 +8,7 @@ timeline rows) for each failure. The figures are printed (run with -s to see the
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -90,7 +91,7 @@ def figures(received: list[str], expected: list[str]) -> dict[str, int]:
         "delivered": len(set(received) & set(expected)),
         "lost": len(set(expected) - set(received)),
         "duplicates": sum(n - 1 for n in counts.values()),
-        "order_violations": sum(1 for a, b in zip(firsts, firsts[1:], strict=False) if b < a),
+        "order_violations": sum(1 for a, b in itertools.pairwise(firsts) if b < a),
         "unexpected": len(set(received) - set(expected)),
     }
 
@@ -323,7 +324,7 @@ def test_f4_same_webhook_twice_concurrently_and_later(live_server, settings, fak
         next_attempt_at=F("next_attempt_at") - ten,
     )
     ConversationLink.objects.filter(pk=link.pk).update(last_activity_at=F("last_activity_at") - ten)
-    later = post_many(10) + [requests.post(url, json=body, timeout=30).status_code]
+    later = [*post_many(10), requests.post(url, json=body, timeout=30).status_code]
     assert later == [200] * 11
     drain_until_idle()
     assert Message.objects.filter(link=link, source="infobip", external_id=body["id"]).count() == 1
