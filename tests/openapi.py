@@ -119,7 +119,8 @@ def _check(spec: dict[str, Any], schema: Any, instance: Any, what: str) -> None:
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
     if errors:
         details = "; ".join(
-            f"{'/'.join(map(str, e.path)) or '<root>'}: {e.message[:300]}" for e in errors[:5]
+            f"{'/'.join(map(str, e.path)) or '<root>'}: {(e.message if len(e.message) <= 300 else e.message[:120] + ' ... ' + e.message[-180:])}"
+            for e in errors[:5]
         )
         raise AssertionError(f"{what} does not match the spec: {details}")
 
