@@ -150,7 +150,7 @@ def main() -> None:
     user = User.objects.filter(username="bench").first() or User.objects.create_superuser(
         "bench", "", "bench"
     )
-    client = Client()
+    client = Client(HTTP_HOST="localhost")
     client.force_login(user)
     link = ConversationLink.objects.filter(state=State.ACTIVE).first()
     pages = [
