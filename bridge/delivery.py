@@ -131,6 +131,11 @@ def run(delivery: Delivery, handler: Callable[[Delivery], str | None]) -> None:
         _succeeded(delivery, note)
 
 
+def _label(delivery: Delivery) -> str:
+    """How the timeline names a delivery (its state is about to change, so not str())."""
+    return f"{delivery.get_kind_display()} #{delivery.pk} ({delivery.get_lane_display().lower()})"
+
+
 def _finish(delivery: Delivery, **fields) -> bool:
     """Write the outcome only if we still hold the lease (a slow worker may have lost it)."""
     updated = Delivery.objects.filter(pk=delivery.pk, lease_token=delivery.lease_token).update(
@@ -151,7 +156,7 @@ def _succeeded(delivery: Delivery, note: str | None) -> None:
             return
         _endpoint_health(delivery, None)
         if delivery.attempts > 1:
-            delivery.link.note("delivered", f"{delivery} succeeded after {delivery.attempts} attempts")
+            delivery.link.note("delivered", f"{_label(delivery)} succeeded after {delivery.attempts} attempts")
         services.after_delivery(delivery.link_id)
 
 
@@ -170,7 +175,7 @@ def _failed(
             if not _finish(delivery, state=Delivery.Status.DEAD, done_at=now, last_error=f"{why}: {error}"):
                 return
             logger.error("delivery %s of handover %s is dead (%s): %s", delivery.pk, link.pk, why, error)
-            link.note("dead_letter", f"{delivery}: {why}: {error}")
+            link.note("dead_letter", f"{_label(delivery)}: {why}: {error}")
             if delivery.kind == Delivery.Kind.OPEN:
                 services.fail_handover(link, f"could not open the interaction ({why}): {error}")
             elif not permanent and delivery.kind == Delivery.Kind.MESSAGE:
@@ -196,7 +201,7 @@ def _failed(
                 error,
             )
             link.note(
-                "retry", f"{delivery} attempt {delivery.attempts} failed, next in {delay:.0f}s: {error}"
+                "retry", f"{_label(delivery)} attempt {delivery.attempts} failed, next in {delay:.0f}s: {error}"
             )
         ConversationLink.objects.filter(pk=link.pk).update(last_error=error[:2000])
         _endpoint_health(delivery, exc)
