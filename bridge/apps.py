@@ -7,4 +7,6 @@ class BridgeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from bridge import signals  # noqa: F401  (connects post_migrate: periodic schedules)
+        from bridge import metrics, signals  # noqa: F401  (signals: post_migrate schedules)
+
+        metrics.register()

@@ -16,6 +16,8 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotAuthenticated
 from rest_framework.request import Request
@@ -33,6 +35,10 @@ from bridge.models import PRIORITIES, CcaasEndpoint, ConversationLink, Delivery,
 from bridge.signing import tokens_equal
 
 logger = logging.getLogger(__name__)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
 
 
 def error(message: str, code: int) -> JsonResponse:
@@ -80,6 +86,18 @@ class WebhookView(APIView):
         return super().handle_exception(exc)
 
 
+@extend_schema_view(
+    post=extend_schema(
+        summary="Infobip webhook (account configuration messages and Subscriptions events)",
+        request=OpenApiTypes.OBJECT,
+        responses={
+            200: OpenApiTypes.OBJECT,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            503: ErrorSerializer,
+        },
+    )
+)
 class InfobipWebhookView(WebhookView):
     """Infobip's inbound-message webhook (account configuration and, later, Subscriptions events)."""
 
@@ -112,6 +130,18 @@ class InfobipWebhookView(WebhookView):
         )
 
 
+@extend_schema_view(
+    post=extend_schema(
+        summary="Contact-center webhook (per connector; generic: signed event batches)",
+        request=OpenApiTypes.OBJECT,
+        responses={
+            200: OpenApiTypes.OBJECT,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+        },
+    )
+)
 class CcaasWebhookView(WebhookView):
     """Events from a contact center, verified and parsed by the endpoint's connector."""
 
@@ -146,6 +176,38 @@ class EscalationSerializer(serializers.Serializer):
     context = serializers.DictField(required=False, allow_null=True)
 
 
+class HandoverRefSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    state = serializers.ChoiceField(choices=["REQUESTED", "ACTIVE", "CLOSING", "CLOSED", "FAILED"])
+
+
+class HandoverSerializer(serializers.Serializer):
+    """The flat handover object of GET /api/handovers/<id>/ (documentation; built by handover_json)."""
+
+    id = serializers.UUIDField()
+    conversationId = serializers.CharField()
+    endpoint = serializers.CharField(allow_null=True)
+    interactionId = serializers.CharField(allow_null=True)
+    state = serializers.CharField()
+    stuck = serializers.BooleanField()
+    channel = serializers.CharField(allow_null=True)
+    customerAddress = serializers.CharField(allow_null=True)
+    queue = serializers.CharField(allow_null=True)
+    priority = serializers.CharField()
+    escalatedAt = serializers.DateTimeField()
+    openedAt = serializers.DateTimeField(allow_null=True)
+    acceptedAt = serializers.DateTimeField(allow_null=True)
+    closingAt = serializers.DateTimeField(allow_null=True)
+    closedAt = serializers.DateTimeField(allow_null=True)
+    lastActivityAt = serializers.DateTimeField()
+    closeReason = serializers.CharField(allow_null=True)
+    messagesFromCustomer = serializers.IntegerField()
+    messagesToCustomer = serializers.IntegerField()
+    deliveriesPending = serializers.IntegerField()
+    deliveriesDead = serializers.IntegerField()
+    lastError = serializers.CharField(allow_null=True)
+
+
 class BridgeAPIView(APIView):
     authentication_classes = [BearerTokenAuthentication]
     permission_classes = [HasApiToken]
@@ -160,6 +222,19 @@ class BridgeAPIView(APIView):
 class EscalationView(BridgeAPIView):
     """POST /api/escalations/: the chatbot asks for a human agent."""
 
+    @extend_schema(
+        summary="Hand a conversation over to a contact center",
+        description="Called by the chatbot's API element before its To Agent element.",
+        request=EscalationSerializer,
+        responses={
+            202: HandoverRefSerializer,
+            200: OpenApiResponse(
+                HandoverRefSerializer, description="The conversation's handover is already open"
+            ),
+            400: ErrorSerializer,
+            401: ErrorSerializer,
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = EscalationSerializer(data=request.data)
         if not serializer.is_valid():
@@ -184,6 +259,10 @@ class EscalationView(BridgeAPIView):
 class HandoverView(BridgeAPIView):
     """GET /api/handovers/<id>/: one handover as a flat object."""
 
+    @extend_schema(
+        summary="One handover",
+        responses={200: HandoverSerializer, 401: ErrorSerializer, 404: ErrorSerializer},
+    )
     def get(self, request: Request, pk: str) -> Response:
         try:
             link = ConversationLink.objects.select_related("endpoint").get(pk=uuid.UUID(pk))
