@@ -120,6 +120,15 @@ def drain_until_idle(timeout: float = 30.0) -> None:
             time.sleep(0.02)
 
 
+def attempt_once(link: ConversationLink, lane: str) -> Delivery:
+    """One attempt at the head of a lane, as one worker run would make it (no immediate retry)."""
+    claimed = delivery.claim_next(link.pk, lane)
+    assert claimed is not None
+    delivery.run(claimed, services.HANDLERS[claimed.kind])
+    claimed.refresh_from_db()
+    return claimed
+
+
 def open_handover(infobip: FakeInfobip, conversation: str | None = None) -> ConversationLink:
     """A conversation with one customer message, escalated and opened (the interaction exists)."""
     conversation = infobip.add_conversation(conversation)
@@ -173,7 +182,7 @@ def retries(settings):
 # --- F1 ------------------------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_f1_ccaas_500_five_times_blocks_only_its_conversation(
-    client, inbound_url, fake_infobip, ccaas, endpoint, retries
+    client, inbound_url, fake_infobip, ccaas, endpoint, retries, caplog
 ):
     links = activate(*(open_handover(fake_infobip) for _ in range(3)))
     blocked = links[0]
@@ -186,7 +195,8 @@ def test_f1_ccaas_500_five_times_blocks_only_its_conversation(
             assert client.post(inbound_url, body, content_type="application/json").status_code == 200
 
     started = time.monotonic()
-    for link in links:  # one pass, as one worker per lane would do it
+    attempt_once(blocked, Delivery.Lane.TO_CCAAS)
+    for link in links[1:]:
         delivery.drive_lane(link.pk, Delivery.Lane.TO_CCAAS)
     # the others went through at once; the blocked one waits with its error visible
     for link in links[1:]:
@@ -217,6 +227,8 @@ def test_f1_ccaas_500_five_times_blocks_only_its_conversation(
     assert head.state == Delivery.Status.DONE and head.attempts == 6
     assert HandoverEvent.objects.filter(link=blocked, kind="retry").count() == 5
     assert HandoverEvent.objects.filter(link=blocked, kind="delivered", text__contains="6 attempts").exists()
+    failures = [r for r in caplog.records if r.name == "bridge.delivery" and "HTTP 500" in r.getMessage()]
+    assert len(failures) == 5 and all(str(blocked.pk) in r.getMessage() for r in failures)
     # the blocked conversation's messages went only after the others were all through
     first_blocked = min(
         ccaas.accepted_at[m["id"]] for m in ccaas.interactions[blocked.interaction_id]["messages"]
@@ -271,8 +283,7 @@ def test_f3_reset_or_hang_is_retried_without_duplicates(
         body = fake_infobip.message(link.conversation_id, text, created_at=at(10 + i), store=False)
         assert client.post(inbound_url, body, content_type="application/json").status_code == 200
     started = time.monotonic()
-    delivery.drive_lane(link.pk, Delivery.Lane.TO_CCAAS)
-    head = Delivery.objects.filter(link=link, kind=Delivery.Kind.MESSAGE).order_by("sort_at").first()
+    head = attempt_once(link, Delivery.Lane.TO_CCAAS)
     assert head.attempts == 1 and head.state == Delivery.Status.PENDING
     assert ("timed out" if action == "hang" else "connection failed") in head.last_error
     drain_until_idle()
@@ -497,6 +508,27 @@ def test_f8_concurrent_posts_are_delivered_in_created_at_order(live_server, sett
         ccaas.stop()
 
 
+# --- F11 ------------------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_f11_infobip_503_for_a_while_then_agent_replies_in_order(
+    client, fake_infobip, ccaas, endpoint, retries
+):
+    (link,) = activate(open_handover(fake_infobip))
+    fake_infobip.fail("POST", rf"/ccaas/1/conversations/{link.conversation_id}/messages", count=4, status=503)
+    replies = [f"agent {i}" for i in range(5)]
+    events = [ccaas.agent_says(link.interaction_id, text) for text in replies]
+    assert post_ccaas(client, "acme", events).status_code == 200
+    started = time.monotonic()
+    head = attempt_once(link, Delivery.Lane.TO_INFOBIP)
+    assert head.state == Delivery.Status.PENDING and "HTTP 503" in head.last_error
+    assert fake_infobip.sent_to_customer(link.conversation_id) == []
+    drain_until_idle()
+    head.refresh_from_db()
+    assert head.attempts == 5 and head.state == Delivery.Status.DONE
+    sent = [m["content"]["text"] for m in fake_infobip.sent_to_customer(link.conversation_id)]
+    assert_clean("F11", sent, replies, seconds=round(time.monotonic() - started, 2))
+
+
 # --- F12 / F13 -----------------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_f12_down_past_the_schedule_is_dead_visible_and_retryable_in_order(
@@ -645,7 +677,7 @@ def test_f19_agent_closes_with_customer_messages_in_flight(
         assert client.post(inbound_url, body, content_type="application/json").status_code == 200
     if ccaas_accepts_after_close:
         ccaas.fail("POST", path, count=2, status=502)
-        delivery.drive_lane(link.pk, Delivery.Lane.TO_CCAAS)  # the head is retrying when the close comes
+        attempt_once(link, Delivery.Lane.TO_CCAAS)  # the head is retrying when the close comes
         assert Delivery.objects.filter(link=link, kind=Delivery.Kind.MESSAGE, attempts=1).exists()
     assert Delivery.objects.filter(link=link, kind=Delivery.Kind.MESSAGE).exclude(
         state__in=Delivery.TERMINAL_STATES
