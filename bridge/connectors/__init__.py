@@ -18,6 +18,7 @@ REGISTRY: dict[str, str] = {
     "rt": "bridge.connectors.rt.RtConnector",
     "zendesk": "bridge.connectors.zendesk.ZendeskConnector",
     "chatwoot": "bridge.connectors.chatwoot.ChatwootConnector",
+    "genesys": "bridge.connectors.genesys.GenesysConnector",
 }
 
 
