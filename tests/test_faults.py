@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import requests
@@ -38,6 +39,7 @@ from tests import procs
 procs.use_file_sqlite()  # threads of a live server and workers share the test database
 
 SECRET = "generic-shared-secret"
+FIXTURES = Path(__file__).parent / "fixtures" / "infobip"
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
 
@@ -401,13 +403,24 @@ def test_f7_messages_of_conversations_never_escalated_are_not_kept(
             body = fake_infobip.message(conversation, f"private words {n}-{i}", created_at=at(i), store=False)
             response = client.post(inbound_url, body, content_type="application/json")
             assert response.status_code == 200 and response.json()["stored"] == 0
+    # the same through Infobip's Subscriptions events (INBOUND_MESSAGE envelope)
+    envelope = json.loads((FIXTURES / "webhook_inbound_message_event.json").read_text())
+    for n, conversation in enumerate(strangers):
+        event = json.loads(json.dumps(envelope))
+        event["payload"]["id"] = event["payload"]["message"]["conversationId"] = conversation
+        event["payload"]["message"]["id"] = event["payload"]["message"]["messageId"] = f"ev-{n}"
+        event["payload"]["message"]["content"] = {"text": f"private words by event {n}"}
+        response = client.post(inbound_url, event, content_type="application/json")
+        assert response.status_code == 200, response.content
     drain_until_idle()
     assert not Message.objects.exclude(link=link).exists()
     assert not [m for m in Message.objects.all() if "private words" in json.dumps(m.content)]
     assert not [e for e in InboundEvent.objects.all() if "private words" in json.dumps(e.payload)]
     assert ccaas.calls("POST", r"/bridge/interactions/.*/messages") == []
     assert not ConversationLink.objects.filter(conversation_id__in=strangers).exists()
-    print("\nF7: 9 messages of 3 conversations never escalated: 200, 0 forwarded, 0 kept")
+    print(
+        "\nF7: 9 webhook messages and 3 events of 3 conversations never escalated: 200, 0 forwarded, 0 kept"
+    )
 
 
 # --- F8 ------------------------------------------------------------------------------------------
