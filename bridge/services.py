@@ -17,8 +17,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bridge import delivery as engine
+from bridge import media
 from bridge.connectors import get_connector
-from bridge.exceptions import BridgeError, NotFoundError, PermanentError
+from bridge.exceptions import BridgeError, ConversationClosedError, NotFoundError, PermanentError
 from bridge.infobip.client import CONTENT_TEXT_MAX, InfobipClient
 from bridge.models import (
     OPEN_STATES,
@@ -324,7 +325,59 @@ def _apply_event(endpoint: CcaasEndpoint, event: CcaasEvent, row: InboundEvent, 
         if begin_close(link, CloseReason.AGENT, actor=f"contact center ({endpoint.slug})", close_ccaas=False):
             return ""
         return f"handover already {link.state}"
+    if event.type == EventType.TYPING:
+        return _agent_typing(link, event)
     return f"{event.type.value}: no action"
+
+
+# Infobip's Send conversation event (typing) accepts only these channels.
+# Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/send-conversation-event
+TYPING_CHANNELS = ("LIVE_CHAT", "APPLE_BUSINESS_CHAT", "WHATSAPP")
+
+
+def _agent_typing(link: ConversationLink, event: CcaasEvent) -> str:
+    """Show the agent typing to the customer: best effort, outside the message lanes (no Delivery,
+    nothing waits for it, a failure is only logged)."""
+    what = "started" if event.typing else "stopped"
+    if link.state != State.ACTIVE:
+        return f"handover is {link.state}; typing not forwarded"
+    if link.channel not in TYPING_CHANNELS:
+        return f"typing not supported on {link.channel or 'this channel'}"
+
+    def _queue() -> None:
+        from django_q.tasks import async_task
+
+        try:
+            async_task(
+                "bridge.tasks.send_typing",
+                str(link.pk),
+                bool(event.typing),
+                task_name=f"typing {link.pk}"[:100],
+            )
+        except Exception:  # the broker being down must not fail the webhook; typing is not kept
+            logger.warning("could not queue the typing indicator of handover %s", link.pk)
+
+    transaction.on_commit(_queue)
+    return f"agent typing {what}: queued for Infobip (best effort)"
+
+
+def send_typing(link_id, started: bool) -> str:
+    """Send Infobip's TYPING_STARTED/TYPING_STOPPED for an active handover. Never raises."""
+    link = ConversationLink.objects.filter(pk=link_id).first()
+    if link is None or link.state != State.ACTIVE or link.channel not in TYPING_CHANNELS:
+        return "skipped"
+    try:
+        infobip_client().send_typing(
+            link.conversation_id,
+            channel=link.channel,
+            from_=link.business_sender,
+            to=link.customer_address,
+            started=started,
+        )
+    except Exception as exc:  # typing is a hint: never retried, never shown as a failure
+        logger.info("typing indicator for handover %s not sent: %s", link.pk, exc)
+        return f"not sent: {exc}"
+    return "sent"
 
 
 # --- closing -------------------------------------------------------------------------------------
@@ -415,6 +468,68 @@ def fail_handover(link: ConversationLink, reason: str) -> None:
         state=Delivery.Status.IN_FLIGHT
     ).update(state=Delivery.Status.DEAD, done_at=now, last_error=f"handover failed: {reason}"[:2000])
     link.note("failed", reason)
+    _queue_route_back(link)
+
+
+# Endpoint config: what to do with the conversation when its interaction cannot be opened.
+ON_OPEN_FAILURE_ROUTE = "route_to_infobip"
+ROUTE_BACK_TAG = "bridge_fallback"  # Infobip tag names allow letters, digits, '.' and '_' only
+ROUTE_BACK = "route_back"
+
+
+def _queue_route_back(link: ConversationLink) -> None:
+    """When the endpoint says so (config `on_open_failure: route_to_infobip`), hand the conversation
+    back to Infobip's own agents, tagged, so the customer is never left talking to nobody.
+
+    It rides the handover's Infobip lane as a delivery (kind CLOSE_INFOBIP, payload action
+    route_back): durable, retried on the engine's schedule, dead-lettered visibly, re-drivable
+    from the admin; no model change."""
+    endpoint = link.endpoint
+    config = (endpoint.config or {}) if endpoint else {}
+    if config.get("on_open_failure") != ON_OPEN_FAILURE_ROUTE:
+        return
+    pending = Delivery.objects.filter(link=link, kind=Delivery.Kind.CLOSE_INFOBIP, payload__action=ROUTE_BACK)
+    if pending.exclude(state__in=Delivery.TERMINAL_STATES).exists():
+        return
+    tag = str(config.get("route_back_tag") or ROUTE_BACK_TAG)[:100]
+    Delivery.objects.create(
+        link=link,
+        kind=Delivery.Kind.CLOSE_INFOBIP,
+        lane=Delivery.Lane.TO_INFOBIP,
+        phase=2,
+        payload={"action": ROUTE_BACK, "tag": tag},
+    )
+    link.note("route_back", f"routing the conversation back to Infobip's agents with tag {tag}")
+    engine.enqueue_lane(link.pk, Delivery.Lane.TO_INFOBIP)
+
+
+def handle_route_back(delivery: Delivery) -> str | None:
+    """Tag the conversation, then Route conversation (Infobip's routing to its own agents). The tag
+    step is remembered, so a retry after a failed route does not tag twice."""
+    link = ConversationLink.objects.get(pk=delivery.link_id)
+    if link.state != State.FAILED:
+        return f"skipped: handover is {link.state}, not failed"
+    payload = dict(delivery.payload or {})
+    tag = str(payload.get("tag") or ROUTE_BACK_TAG)
+    client = infobip_client()
+    try:
+        closed = str(client.get_conversation(link.conversation_id).get("status", "")).upper() == "CLOSED"
+        if not closed:
+            if not payload.get("tagged"):
+                client.add_tag(link.conversation_id, tag)
+                payload["tagged"] = True
+                Delivery.objects.filter(pk=delivery.pk).update(payload=payload)
+            client.route_conversation(link.conversation_id)
+    except ConversationClosedError:
+        closed = True
+    except NotFoundError:
+        link.note("route_back", "not routed: Infobip does not know the conversation")
+        return "skipped: Infobip does not know the conversation"
+    if closed:
+        link.note("route_back", "not routed: the conversation is already closed on Infobip")
+        return "skipped: the conversation is closed on Infobip"
+    link.note("routed_back", f"conversation routed to Infobip's agents, tagged {tag}")
+    return None
 
 
 def after_delivery(link_id) -> None:
@@ -530,6 +645,7 @@ def handle_open(delivery: Delivery) -> str | None:
         )
         for name in tags:
             Tag.objects.get_or_create(link=link, name=name[:100])
+    connector = get_connector(endpoint)
     ctx = HandoverContext(
         handover_id=str(link.pk),
         conversation_id=link.conversation_id,
@@ -540,9 +656,9 @@ def handle_open(delivery: Delivery) -> str | None:
         tags=tags,
         metadata=metadata,
         context=link.context or {},
-        history=history,
+        history=[media.for_connector(m, attachments=connector.capabilities.attachments) for m in history],
     )
-    result = get_connector(endpoint).open_interaction(ctx)
+    result = connector.open_interaction(ctx)
     if settings.INFOBIP_AGENT_ID:
         client.change_assignment(link.conversation_id, settings.INFOBIP_AGENT_ID)
     now = timezone.now()
@@ -601,43 +717,40 @@ def handle_message(delivery: Delivery) -> str | None:
     if delivery.lane == Delivery.Lane.TO_CCAAS:
         if not link.interaction_id:
             return "skipped: the interaction was never opened"
-        get_connector(link.endpoint).send_customer_message(
-            interaction_ref(link), to_infobip_message(row, link)
+        connector = get_connector(link.endpoint)
+        connector.send_customer_message(
+            interaction_ref(link),
+            media.for_connector(
+                to_infobip_message(row, link), attachments=connector.capabilities.attachments
+            ),
         )
         return None
     return _send_to_customer(delivery, link, row)
 
 
 def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) -> str | None:
-    """Create Message on Infobip; a text longer than Infobip's limit goes in parts, in order, and
-    the parts already sent are remembered so a retry never repeats them."""
-    parts = _split(row.content_type, row.content)
+    """Create Message on Infobip, one per part: the text (in parts when longer than Infobip's limit),
+    then each attachment as Infobip's IMAGE/DOCUMENT/VIDEO/AUDIO. The parts already sent are
+    remembered, so a retry never repeats one."""
+    parts = media.outbound_parts(row.content_type, row.content)
     sent = int((delivery.payload or {}).get("parts_sent", 0))
     client = infobip_client()
     for index in range(sent, len(parts)):
+        content_type, content = parts[index]
         answer = client.create_message(
             link.conversation_id,
             channel=link.channel,
             from_=link.business_sender,
             to=link.customer_address,
-            content_type=row.content_type,
-            content=parts[index],
+            content_type=content_type,
+            content=content,
         )
         if index == 0 and isinstance(answer, dict) and answer.get("id"):
             Message.objects.filter(pk=row.pk).update(infobip_message_id=str(answer["id"]))
         Delivery.objects.filter(pk=delivery.pk).update(
-            payload={**(delivery.payload or {}), "parts_sent": index + 1}
+            payload={**(delivery.payload or {}), "parts_sent": index + 1, "parts": len(parts)}
         )
     return None
-
-
-def _split(content_type: str, content: dict[str, Any]) -> list[dict[str, Any]]:
-    text = content.get("text") if content_type == "TEXT" else None
-    if not isinstance(text, str) or len(text) <= CONTENT_TEXT_MAX:
-        return [content]
-    return [
-        {**content, "text": text[i : i + CONTENT_TEXT_MAX]} for i in range(0, len(text), CONTENT_TEXT_MAX)
-    ]
 
 
 def handle_close_ccaas(delivery: Delivery) -> str | None:
@@ -650,6 +763,8 @@ def handle_close_ccaas(delivery: Delivery) -> str | None:
 
 
 def handle_close_infobip(delivery: Delivery) -> str | None:
+    if (delivery.payload or {}).get("action") == ROUTE_BACK:
+        return handle_route_back(delivery)
     link = ConversationLink.objects.get(pk=delivery.link_id)
     try:
         changed = infobip_client().close_conversation(link.conversation_id)

@@ -24,3 +24,10 @@ def run_ticker() -> str:
 def tick() -> str:
     """One pass of periodic work."""
     return str(periodic.tick())
+
+
+def send_typing(link_id: str, started: bool) -> str:
+    """Show (or stop showing) the agent typing to the customer; best effort, never retried."""
+    from bridge import services
+
+    return services.send_typing(link_id, started)

@@ -78,6 +78,7 @@ class CcaasEvent:
     message: AgentMessage | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     original_type: str = ""
+    typing: bool = True  # TYPING only: True while the agent types, False when they stopped
 
 
 @dataclass(frozen=True)

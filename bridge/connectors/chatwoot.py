@@ -28,6 +28,7 @@ from typing import Any
 from bridge import http
 from bridge.connectors.base import Capabilities, Connector, Field
 from bridge.exceptions import ConfigurationError, SignatureError, UpstreamError, WebhookError
+from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
     AuthorType,
@@ -57,14 +58,8 @@ MESSAGE_TYPES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
 
 
 def message_text(content_type: str, content: dict[str, Any]) -> str:
-    text = content.get("text")
-    if content_type == "TEXT" and isinstance(text, str):
-        return text
-    url = content.get("url") or content.get("mediaUrl")
-    caption = content.get("caption") or content.get("text") or ""
-    if url:
-        return f"{caption}\n[{content_type.lower()}] {url}".strip()
-    return f"[{content_type.lower()}] {json.dumps(content, ensure_ascii=False)}"
+    """Text of a message; media and rich content read as text with the link (attachments=False)."""
+    return render_text(content_type, content)
 
 
 def _flag(value: Any, default: bool = True) -> bool:
@@ -349,6 +344,7 @@ class ChatwootConnector(Connector):
                         interaction_id=conversation_id,
                         raw=data,
                         original_type=kind,
+                        typing=kind == "conversation_typing_on",
                     )
                 ]
         return [self._unknown(event_id, conversation_id, data, kind)]
@@ -373,10 +369,19 @@ class ChatwootConnector(Connector):
 
     @staticmethod
     def _agent_event(event_id: str, conversation_id: str, data: dict, kind: str) -> CcaasEvent:
-        text = str(data.get("content") or "")
-        links = [a.get("data_url") for a in data.get("attachments") or [] if a.get("data_url")]
-        if links:
-            text = "\n".join([text, *links]).strip()
+        content: dict[str, Any] = {"text": str(data.get("content") or "")}
+        attachments = [
+            {
+                "url": str(a["data_url"]),
+                # Chatwoot gives a file_type (image, audio, video, file), not a MIME type.
+                "mimeType": str(a.get("file_type") or ""),
+                "filename": str(a["data_url"]).rsplit("/", 1)[-1].split("?", 1)[0],
+            }
+            for a in data.get("attachments") or []
+            if isinstance(a, dict) and a.get("data_url")
+        ]
+        if attachments:
+            content["attachments"] = attachments
         sender = data.get("sender") or {}
         return CcaasEvent(
             id=event_id,
@@ -385,7 +390,7 @@ class ChatwootConnector(Connector):
             message=AgentMessage(
                 id=str(data["id"]),
                 content_type="TEXT",
-                content={"text": text},
+                content=content,
                 agent_id=str(sender["id"]) if sender.get("id") is not None else None,
                 agent_name=sender.get("name"),
             ),

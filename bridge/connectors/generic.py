@@ -47,7 +47,7 @@ def message_json(message: InfobipMessage) -> dict[str, Any]:
 class GenericConnector(Connector):
     kind = "generic"
     label = "Generic protocol"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=False)
+    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True)
     config_fields = (
         Field(
             "base_url", "The contact center's bridge API, e.g. https://ccaas.example.com/bridge", True, "url"
@@ -228,6 +228,8 @@ class GenericConnector(Connector):
                 agent_id=str(agent["id"]) if agent.get("id") is not None else None,
                 agent_name=agent.get("name"),
             )
+        # Extension: {"type": "typing", "interactionId", "typing": true|false} (absent means true).
+        typing = _flag(item.get("typing")) if event_type == EventType.TYPING else True
         return CcaasEvent(
             id=str(item["id"]),
             type=event_type,
@@ -235,4 +237,13 @@ class GenericConnector(Connector):
             message=message,
             raw=item,
             original_type=raw_type,
+            typing=typing,
         )
+
+
+def _flag(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)

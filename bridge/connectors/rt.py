@@ -20,6 +20,7 @@ from urllib.parse import quote
 from bridge import http
 from bridge.connectors.base import Capabilities, Connector, Field
 from bridge.exceptions import PermanentError, UpstreamError, WebhookError
+from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
     CcaasEvent,
@@ -41,17 +42,9 @@ NOBODY = {"", "nobody", "6"}  # RT's "no owner" user (id 6 in a standard install
 
 
 def message_text(message: InfobipMessage) -> str:
-    """A readable text for any Infobip message: its text, or a line naming the media and its link."""
-    content = message.content or {}
-    text = content.get("text")
-    if isinstance(text, str) and text:
-        return text
-    url = content.get("url") or content.get("mediaUrl")
-    caption = content.get("caption") or content.get("text") or ""
-    if url:
-        label = message.content_type.lower()
-        return f"[{label}] {caption} {url}".replace("  ", " ").strip()
-    return f"[{message.content_type.lower()} message]"
+    """A readable text for any Infobip message: its text, or a line naming the media (or location,
+    contact, choice) with its link; the file itself is attached where it can be fetched."""
+    return render_text(message.content_type, message.content or {})
 
 
 def author_label(message: InfobipMessage, customer_name: str | None) -> str:

@@ -32,6 +32,7 @@ from bridge.exceptions import (
     UpstreamError,
     WebhookError,
 )
+from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
     AuthorType,
@@ -81,15 +82,32 @@ def transcript(history: list[InfobipMessage], customer_name: str) -> str:
 
 
 def message_text(content_type: str, content: dict[str, Any]) -> str:
-    """Text of a message; media is carried as its link (Zendesk uploads need the bytes)."""
-    text = content.get("text")
-    if content_type == "TEXT" and isinstance(text, str):
-        return text
-    url = content.get("url") or content.get("mediaUrl")
-    caption = content.get("caption") or content.get("text") or ""
-    if url:
-        return f"{caption}\n[{content_type.lower()}] {url}".strip()
-    return f"[{content_type.lower()}] {json.dumps(content, ensure_ascii=False)}"
+    """Text of a message; media and rich content read as text with the link (Zendesk uploads need
+    the bytes, so this connector declares attachments=False and the bridge renders media for it)."""
+    return render_text(content_type, content)
+
+
+def _attachments(items: Any) -> list[dict[str, str]]:
+    """A comment's attachments as the bridge carries them to the customer (one Infobip message each)."""
+    found = []
+    for item in items or []:
+        if isinstance(item, dict) and item.get("content_url"):
+            found.append(
+                {
+                    "url": str(item["content_url"]),
+                    "mimeType": str(item.get("content_type") or ""),
+                    "filename": str(item.get("file_name") or ""),
+                }
+            )
+    return found
+
+
+def _comment_content(comment: dict[str, Any]) -> dict[str, Any]:
+    content: dict[str, Any] = {"text": str(comment.get("body") or "")}
+    attachments = _attachments(comment.get("attachments"))
+    if attachments:
+        content["attachments"] = attachments
+    return content
 
 
 class ZendeskConnector(Connector):
@@ -350,7 +368,7 @@ class ZendeskConnector(Connector):
                     message=AgentMessage(
                         id=str(comment.get("id") or event_id),
                         content_type="TEXT",
-                        content={"text": str(comment.get("body") or "")},
+                        content=_comment_content(comment),
                         agent_id=str(author["id"]) if author.get("id") is not None else None,
                         agent_name=author.get("name"),
                     ),
@@ -421,11 +439,10 @@ class ZendeskConnector(Connector):
                 ):
                     continue
                 text = str(comment.get("plain_body") or comment.get("body") or "")
-                links = [
-                    a.get("content_url") for a in comment.get("attachments") or [] if a.get("content_url")
-                ]
-                if links:
-                    text = "\n".join([text, *links]).strip()
+                content: dict[str, Any] = {"text": text}
+                attachments = _attachments(comment.get("attachments"))
+                if attachments:
+                    content["attachments"] = attachments
                 events.append(
                     CcaasEvent(
                         id=f"comment:{comment_id}",
@@ -434,7 +451,7 @@ class ZendeskConnector(Connector):
                         message=AgentMessage(
                             id=str(comment_id),
                             content_type="TEXT",
-                            content={"text": text},
+                            content=content,
                             agent_id=str(comment.get("author_id")),
                         ),
                         raw=comment,
