@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge import delivery, periodic
+from bridge import delivery, periodic, services
 from bridge.connectors import genesys as genesys_module
 from bridge.connectors import get_connector
 from bridge.connectors.genesys import GenesysConnector, conversation_ended, signature
@@ -474,7 +474,12 @@ def test_five_steps_against_the_genesys_fake(
         ("TEXT", {"text": "Hello Ana"}),
         ("IMAGE", {"url": "https://files.example/form.png"}),
     ]
-    assert InboundEvent.objects.filter(source="ccaas:genesys", type="Typing").count() == 1
+    typing = InboundEvent.objects.get(source="ccaas:genesys", type="Typing")
+    if hasattr(services, "send_typing"):  # the bridge forwards agent typing to Infobip
+        assert "sent to Infobip" in typing.note
+        services.send_typing(link.pk, True)
+        (event,) = [r.json for r in fake_infobip.calls("POST", rf"/ccaas/1/conversations/{conv}/events")]
+        assert event["type"] == "TYPING_STARTED" and event["to"] == "447700900123"
 
     # a message Infobip refuses for good is reported back to Genesys as a Failed receipt
     fake_infobip.fail("POST", rf"/ccaas/1/conversations/{conv}/messages", count=1, status=400)
