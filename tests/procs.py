@@ -7,6 +7,7 @@ its own process group and is killed with the whole group when the test ends.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -54,6 +55,8 @@ def use_file_sqlite() -> None:
     path = Path(tempfile.gettempdir()) / f"bridge-test-{os.getpid()}.sqlite3"
     test["NAME"] = str(path)
     connection.settings_dict.setdefault("TEST", {})["NAME"] = str(path)
+    # Django removes the file after a normal run; this covers a run that stopped before that.
+    atexit.register(lambda: [Path(f"{path}{end}").unlink(missing_ok=True) for end in ("", "-wal", "-shm")])
 
 
 def database_url() -> str:
