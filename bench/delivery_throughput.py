@@ -51,21 +51,31 @@ def worker(handovers: int, messages: int) -> dict:
     infobip, ccaas = FakeInfobip().start(), FakeGenericCcaas("bench-secret").start()
     settings.INFOBIP_BASE_URL = infobip.url
     endpoint = CcaasEndpoint.objects.create(
-        slug="bench", kind="generic", config={"base_url": ccaas.base_url}, credentials={"secret": "bench-secret"}
+        slug="bench",
+        kind="generic",
+        config={"base_url": ccaas.base_url},
+        credentials={"secret": "bench-secret"},
     )
     links = []
     for i in range(handovers):
         conv = infobip.add_conversation(f"CONV{i:05d}")
         links.append(
             ConversationLink.objects.create(
-                conversation_id=conv, endpoint=endpoint, interaction_id=f"INT-{i}", state=State.ACTIVE,
-                channel="WHATSAPP", customer_address="447700900123", business_sender=FakeInfobip.SENDER,
+                conversation_id=conv,
+                endpoint=endpoint,
+                interaction_id=f"INT-{i}",
+                state=State.ACTIVE,
+                channel="WHATSAPP",
+                customer_address="447700900123",
+                business_sender=FakeInfobip.SENDER,
             )
         )
         ccaas.interactions[f"INT-{i}"] = {"open": {}, "messages": [], "closed": None, "duplicates": 0}
     client = Client()
     url = f"/webhooks/infobip/{settings.BRIDGE_INBOUND_TOKEN}/"
-    bodies = [infobip.message(link.conversation_id, f"m{j}", store=False) for j in range(messages) for link in links]
+    bodies = [
+        infobip.message(link.conversation_id, f"m{j}", store=False) for j in range(messages) for link in links
+    ]
     started = time.perf_counter()
     for body in bodies:
         assert client.post(url, json.dumps(body), content_type="application/json").status_code == 200
@@ -77,13 +87,26 @@ def worker(handovers: int, messages: int) -> dict:
     events = []
     for link in links:
         for j in range(messages):
-            events.append({"id": f"e-{link.pk}-{j}", "type": "agent_message", "interactionId": link.interaction_id,
-                           "message": {"id": f"m-{link.pk}-{j}", "contentType": "TEXT", "content": {"text": f"r{j}"}}})
+            events.append(
+                {
+                    "id": f"e-{link.pk}-{j}",
+                    "type": "agent_message",
+                    "interactionId": link.interaction_id,
+                    "message": {
+                        "id": f"m-{link.pk}-{j}",
+                        "contentType": "TEXT",
+                        "content": {"text": f"r{j}"},
+                    },
+                }
+            )
     started = time.perf_counter()
     for k in range(0, len(events), 10):
         raw = json.dumps({"events": events[k : k + 10]}).encode()
         headers = {f"HTTP_{h.upper().replace('-', '_')}": v for h, v in sign("bench-secret", raw).items()}
-        assert client.post("/webhooks/ccaas/bench/", raw, content_type="application/json", **headers).status_code == 200
+        assert (
+            client.post("/webhooks/ccaas/bench/", raw, content_type="application/json", **headers).status_code
+            == 200
+        )
     agent_ingest = time.perf_counter() - started
     started = time.perf_counter()
     delivered += delivery.drain(rounds=1000)
@@ -106,7 +129,11 @@ def run_on(database_url: str, handovers: int, messages: int) -> dict:
     env = {**os.environ, **ENV, "DATABASE_URL": database_url}
     out = subprocess.run(
         [sys.executable, __file__, "--worker", "--handovers", str(handovers), "--messages", str(messages)],
-        env=env, cwd=ROOT, capture_output=True, text=True, check=False,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if out.returncode != 0:
         raise SystemExit(f"benchmark failed on {database_url.split(':')[0]}:\n{out.stderr[-3000:]}")
@@ -133,7 +160,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sqlite = run_on(f"sqlite:///{tmp}/bench.sqlite3", args.handovers, args.messages)
     postgres = run_on(args.postgres, args.handovers, args.messages)
-    print(f"{args.handovers} handovers x {args.messages} messages each way ({sqlite['messages_each_way']} per direction)")
+    print(
+        f"{args.handovers} handovers x {args.messages} messages each way ({sqlite['messages_each_way']} per direction)"
+    )
     print(f"{'phase':<28}{'SQLite msg/s':>14}{'PostgreSQL msg/s':>18}{'PG/SQLite':>11}")
     for key, label in (
         ("webhook_ingest_per_s", "Infobip webhook ingest"),
@@ -142,7 +171,9 @@ def main() -> None:
         ("to_infobip_per_s", "delivery to Infobip"),
     ):
         print(f"{label:<28}{sqlite[key]:>14.0f}{postgres[key]:>18.0f}{postgres[key] / sqlite[key]:>11.2f}")
-    print(f"delivered: SQLite {sqlite['delivered']}, PostgreSQL {postgres['delivered']} (expected {2 * sqlite['messages_each_way']})")
+    print(
+        f"delivered: SQLite {sqlite['delivered']}, PostgreSQL {postgres['delivered']} (expected {2 * sqlite['messages_each_way']})"
+    )
 
 
 if __name__ == "__main__":

@@ -156,7 +156,9 @@ def _succeeded(delivery: Delivery, note: str | None) -> None:
             return
         _endpoint_health(delivery, None)
         if delivery.attempts > 1:
-            delivery.link.note("delivered", f"{_label(delivery)} succeeded after {delivery.attempts} attempts")
+            delivery.link.note(
+                "delivered", f"{_label(delivery)} succeeded after {delivery.attempts} attempts"
+            )
         services.after_delivery(delivery.link_id)
 
 
@@ -201,7 +203,8 @@ def _failed(
                 error,
             )
             link.note(
-                "retry", f"{_label(delivery)} attempt {delivery.attempts} failed, next in {delay:.0f}s: {error}"
+                "retry",
+                f"{_label(delivery)} attempt {delivery.attempts} failed, next in {delay:.0f}s: {error}",
             )
         ConversationLink.objects.filter(pk=link.pk).update(last_error=error[:2000])
         _endpoint_health(delivery, exc)

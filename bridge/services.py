@@ -890,7 +890,9 @@ def _apply_infobip_event(link: ConversationLink, event) -> str:
             from bridge import reconcile
 
             reconcile.push_tags_later(link.pk)
-        return f"tags now {', '.join(Tag.objects.filter(link=link).values_list('name', flat=True)) or '(none)'}"
+        return (
+            f"tags now {', '.join(Tag.objects.filter(link=link).values_list('name', flat=True)) or '(none)'}"
+        )
     return f"{kind}: stored, no action"
 
 
@@ -908,7 +910,11 @@ def _is_echo(link: ConversationLink, message: InfobipMessage) -> bool:
     )
     for row in recent.only("content", "infobip_message_id"):
         sent = row.content.get("text") if isinstance(row.content, dict) else None
-        if text and isinstance(sent, str) and (sent == text or (len(sent) > CONTENT_TEXT_MAX and text in sent)):
+        if (
+            text
+            and isinstance(sent, str)
+            and (sent == text or (len(sent) > CONTENT_TEXT_MAX and text in sent))
+        ):
             return True
     return False
 
@@ -960,9 +966,13 @@ def _assignment_changed(link: ConversationLink, event) -> str:
         link.note("takeover", f"{who} took the conversation over inside Infobip; handover kept (policy keep)")
         if link.interaction_id:
             _system_note(
-                link, f"Note: {who} also joined this conversation inside Infobip.", f"takeover:{event.event_id}"
+                link,
+                f"Note: {who} also joined this conversation inside Infobip.",
+                f"takeover:{event.event_id}",
             )
-        ConversationLink.objects.filter(pk=link.pk).update(last_error=f"taken over on Infobip by {who}"[:2000])
+        ConversationLink.objects.filter(pk=link.pk).update(
+            last_error=f"taken over on Infobip by {who}"[:2000]
+        )
         return f"taken over by {who}: kept and flagged"
     if link.interaction_id:
         _system_note(

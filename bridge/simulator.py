@@ -7,6 +7,7 @@ record every request, and can be told to fail (status, Retry-After, connection r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -90,10 +91,8 @@ class FakeServer:
         with self.lock:
             connections, self._connections = list(self._connections), set()
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def __enter__(self) -> FakeServer:
         return self.start()

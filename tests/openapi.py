@@ -179,9 +179,12 @@ def validate_request(
                 raise AssertionError(f"{where}: path parameter {param['name']} is empty")
             schema = _resolve(spec, param.get("schema", {}))
             _check(spec, schema, _coerce(value, schema), f"{where} path parameter {param['name']}")
-        elif param.get("in") == "query" and param.get("required"):
-            if not any(name == param["name"] for name, _ in pairs):
-                raise AssertionError(f"{where}: required query parameter {param['name']} is missing")
+        elif (
+            param.get("in") == "query"
+            and param.get("required")
+            and not any(name == param["name"] for name, _ in pairs)
+        ):
+            raise AssertionError(f"{where}: required query parameter {param['name']} is missing")
 
     grouped: dict[str, list[str]] = {}
     for name, value in pairs:
