@@ -128,7 +128,9 @@ def test_a_handover_retried_by_an_operator_is_not_routed_away(
 ):
     from bridge import services
 
-    settings.BRIDGE_RETRY_BASE_SECONDS = 60  # the route-back waits for its retry
+    # the route-back waits for its retry (the fast_retries cap would otherwise make it 0.05 s)
+    settings.BRIDGE_RETRY_BASE_SECONDS = 60
+    settings.BRIDGE_RETRY_MAX_SECONDS = 3600
     fake_ccaas.fail("POST", r"/bridge/interactions", count=1, status=422)
     fake_infobip.fail("POST", r".*/route", count=1, status=503)
     conv, link = escalate(api, fake_infobip)
