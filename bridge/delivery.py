@@ -98,14 +98,14 @@ def claim_next(link_id, lane: str) -> Delivery | None:
 
 def drive_lane(link_id, lane: str, *, limit: int = 200) -> int:
     """Deliver the lane's due items in order until it is empty, blocked or waiting; return how many ran."""
-    from bridge import services  # services imports this module
+    from bridge.handlers import HANDLERS  # handlers import services, which imports this module
 
     done = 0
     while done < limit:
         delivery = claim_next(link_id, lane)
         if delivery is None:
             break
-        run(delivery, services.HANDLERS[delivery.kind])
+        run(delivery, HANDLERS[delivery.kind])
         done += 1
     return done
 
@@ -213,15 +213,15 @@ def _failed(
 
 def _tell_ccaas_undelivered(delivery_id: int, error: str) -> None:
     """Let the contact center know an agent message will not reach the customer (best effort)."""
-    from bridge import services
     from bridge.connectors import get_connector
+    from bridge.handlers import interaction_ref
 
     row = Delivery.objects.select_related("link__endpoint", "message").filter(pk=delivery_id).first()
     if row is None or row.message is None or row.link.endpoint is None:
         return
     try:
         get_connector(row.link.endpoint).acknowledge_failed_delivery(
-            services.interaction_ref(row.link), row.message.external_id, error
+            interaction_ref(row.link), row.message.external_id, error
         )
     except Exception:
         logger.exception(

@@ -258,6 +258,7 @@ class Delivery(models.Model):
         MESSAGE = "MESSAGE", "Message"
         CLOSE_CCAAS = "CLOSE_CCAAS", "Close interaction"
         CLOSE_INFOBIP = "CLOSE_INFOBIP", "Close Infobip conversation"
+        ROUTE_BACK = "ROUTE_BACK", "Route back to Infobip's agents"
 
     class Lane(models.TextChoices):
         TO_CCAAS = "TO_CCAAS", "To contact center"
@@ -271,7 +272,7 @@ class Delivery(models.Model):
         DEAD = "DEAD", "Dead letter"
 
     TERMINAL_STATES = (Status.DONE, Status.SKIPPED, Status.DEAD)
-    PHASES = {Kind.OPEN: 0, Kind.MESSAGE: 1, Kind.CLOSE_CCAAS: 2, Kind.CLOSE_INFOBIP: 2}
+    PHASES = {Kind.OPEN: 0, Kind.MESSAGE: 1, Kind.CLOSE_CCAAS: 2, Kind.CLOSE_INFOBIP: 2, Kind.ROUTE_BACK: 2}
 
     link = models.ForeignKey(ConversationLink, on_delete=models.CASCADE, related_name="deliveries")
     message = models.OneToOneField(

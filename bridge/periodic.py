@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bridge import delivery as engine
-from bridge import reconcile, services
+from bridge import handlers, reconcile, services
 from bridge.connectors import connector_class, get_connector
 from bridge.exceptions import BridgeError, TransientError
 from bridge.models import CcaasEndpoint, Lease
@@ -67,7 +67,7 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
     try:
         connector = get_connector(endpoint)
         refs = [
-            services.interaction_ref(link)
+            handlers.interaction_ref(link)
             for link in endpoint.handovers.filter(state__in=["ACTIVE", "CLOSING"]).exclude(interaction_id="")
         ]
         result = connector.poll(endpoint.poll_cursor, refs)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bridge import services
+from bridge import handlers, services
 from bridge.exceptions import BridgeError, ConversationClosedError, NotFoundError
 from bridge.infobip.ratelimit import RateLimited
 from bridge.models import ConversationLink, Message, State, Tag
@@ -47,7 +47,7 @@ def reconcile_link(link: ConversationLink, client=None) -> int:
             continue
         try:
             with transaction.atomic():
-                services._record_for_ccaas(link, message)
+                services.queue_for_ccaas(link, message)
         except IntegrityError:
             continue
         recovered += 1
@@ -94,7 +94,7 @@ def fetch_messages(link_id, message_ids: list[str]) -> int:
             continue
         try:
             with transaction.atomic():
-                services._record_for_ccaas(link, message)
+                services.queue_for_ccaas(link, message)
         except IntegrityError:
             continue
         stored += 1
@@ -113,7 +113,7 @@ def push_tags(link_id) -> None:
     if update is None:
         return
     update(
-        services.interaction_ref(link), sorted(Tag.objects.filter(link=link).values_list("name", flat=True))
+        handlers.interaction_ref(link), sorted(Tag.objects.filter(link=link).values_list("name", flat=True))
     )
 
 

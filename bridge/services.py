@@ -17,10 +17,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bridge import delivery as engine
-from bridge import media
-from bridge.connectors import get_connector
-from bridge.exceptions import BridgeError, ConversationClosedError, NotFoundError, PermanentError
-from bridge.infobip.client import CONTENT_TEXT_MAX, InfobipClient
+from bridge.exceptions import BridgeError, NotFoundError
+from bridge.infobip.client import InfobipClient
 from bridge.models import (
     OPEN_STATES,
     PRIORITIES,
@@ -30,18 +28,13 @@ from bridge.models import (
     InboundEvent,
     Message,
     State,
-    Tag,
 )
 from bridge.types import (
     AuthorType,
     CcaasEvent,
     CloseReason,
-    Customer,
-    Direction,
     EventType,
-    HandoverContext,
     InfobipMessage,
-    InteractionRef,
 )
 
 logger = logging.getLogger(__name__)
@@ -193,7 +186,7 @@ def record_inbound(messages: Iterable[InfobipMessage]) -> Recorded:
             continue
         try:
             with transaction.atomic():
-                _record_for_ccaas(link, message)
+                queue_for_ccaas(link, message)
         except IntegrityError:
             result.duplicates += 1
         else:
@@ -201,7 +194,7 @@ def record_inbound(messages: Iterable[InfobipMessage]) -> Recorded:
     return result
 
 
-def _record_for_ccaas(link: ConversationLink, message: InfobipMessage) -> Message:
+def queue_for_ccaas(link: ConversationLink, message: InfobipMessage) -> Message:
     row = Message.objects.create(
         link=link,
         source=Message.Source.INFOBIP,
@@ -481,55 +474,25 @@ def _queue_route_back(link: ConversationLink) -> None:
     """When the endpoint says so (config `on_open_failure: route_to_infobip`), hand the conversation
     back to Infobip's own agents, tagged, so the customer is never left talking to nobody.
 
-    It rides the handover's Infobip lane as a delivery (kind CLOSE_INFOBIP, payload action
-    route_back): durable, retried on the engine's schedule, dead-lettered visibly, re-drivable
-    from the admin; no model change."""
+    It is a delivery on the handover's Infobip lane (kind ROUTE_BACK): durable, retried on the
+    engine's schedule, dead-lettered visibly, re-drivable from the admin."""
     endpoint = link.endpoint
     config = (endpoint.config or {}) if endpoint else {}
     if config.get("on_open_failure") != ON_OPEN_FAILURE_ROUTE:
         return
-    pending = Delivery.objects.filter(link=link, kind=Delivery.Kind.CLOSE_INFOBIP, payload__action=ROUTE_BACK)
+    pending = Delivery.objects.filter(link=link, kind=Delivery.Kind.ROUTE_BACK)
     if pending.exclude(state__in=Delivery.TERMINAL_STATES).exists():
         return
     tag = str(config.get("route_back_tag") or ROUTE_BACK_TAG)[:100]
     Delivery.objects.create(
         link=link,
-        kind=Delivery.Kind.CLOSE_INFOBIP,
+        kind=Delivery.Kind.ROUTE_BACK,
         lane=Delivery.Lane.TO_INFOBIP,
         phase=2,
         payload={"action": ROUTE_BACK, "tag": tag},
     )
     link.note("route_back", f"routing the conversation back to Infobip's agents with tag {tag}")
     engine.enqueue_lane(link.pk, Delivery.Lane.TO_INFOBIP)
-
-
-def handle_route_back(delivery: Delivery) -> str | None:
-    """Tag the conversation, then Route conversation (Infobip's routing to its own agents). The tag
-    step is remembered, so a retry after a failed route does not tag twice."""
-    link = ConversationLink.objects.get(pk=delivery.link_id)
-    if link.state != State.FAILED:
-        return f"skipped: handover is {link.state}, not failed"
-    payload = dict(delivery.payload or {})
-    tag = str(payload.get("tag") or ROUTE_BACK_TAG)
-    client = infobip_client()
-    try:
-        closed = str(client.get_conversation(link.conversation_id).get("status", "")).upper() == "CLOSED"
-        if not closed:
-            if not payload.get("tagged"):
-                client.add_tag(link.conversation_id, tag)
-                payload["tagged"] = True
-                Delivery.objects.filter(pk=delivery.pk).update(payload=payload)
-            client.route_conversation(link.conversation_id)
-    except ConversationClosedError:
-        closed = True
-    except NotFoundError:
-        link.note("route_back", "not routed: Infobip does not know the conversation")
-        return "skipped: Infobip does not know the conversation"
-    if closed:
-        link.note("route_back", "not routed: the conversation is already closed on Infobip")
-        return "skipped: the conversation is closed on Infobip"
-    link.note("routed_back", f"conversation routed to Infobip's agents, tagged {tag}")
-    return None
 
 
 def after_delivery(link_id) -> None:
@@ -561,226 +524,6 @@ def retry_failed(link: ConversationLink, *, actor: str = "") -> int:
     return count
 
 
-# --- the delivery handlers -----------------------------------------------------------------------
-def interaction_ref(link: ConversationLink) -> InteractionRef:
-    return InteractionRef(
-        handover_id=str(link.pk),
-        conversation_id=link.conversation_id,
-        interaction_id=link.interaction_id,
-        channel=link.channel,
-        customer=Customer(address=link.customer_address, display_name=link.customer_name or None),
-        data=link.interaction_data or {},
-    )
-
-
-def to_infobip_message(row: Message, link: ConversationLink) -> InfobipMessage:
-    inbound = row.direction == Message.Direction.INBOUND
-    return InfobipMessage(
-        id=row.infobip_message_id or row.external_id,
-        conversation_id=link.conversation_id,
-        channel=link.channel,
-        from_=link.customer_address if inbound else link.business_sender,
-        to=link.business_sender if inbound else link.customer_address,
-        direction=Direction(row.direction),
-        content_type=row.content_type,
-        content=row.content,
-        created_at=row.created_at,
-        author_type=AuthorType(row.author_type)
-        if row.author_type in AuthorType.__members__
-        else AuthorType.CUSTOMER,
-        raw=row.raw,
-    )
-
-
-def _customer_side(history: list[InfobipMessage], link: ConversationLink) -> tuple[str, str, str]:
-    """(channel, customer address, business sender) from the newest message that tells."""
-    for message in reversed(history):
-        if message.direction == Direction.INBOUND:
-            return message.channel, message.from_, message.to
-    queued = (
-        Message.objects.filter(link=link, direction=Message.Direction.INBOUND).order_by("-created_at").first()
-    )
-    if queued and queued.raw:
-        return queued.raw.get("channel", ""), queued.raw.get("from", ""), queued.raw.get("to", "")
-    for message in reversed(history):
-        return message.channel, message.to, message.from_
-    raise PermanentError("the conversation has no messages, so the customer's address is unknown")
-
-
-def handle_open(delivery: Delivery) -> str | None:
-    link = ConversationLink.objects.get(pk=delivery.link_id)
-    if link.state != State.REQUESTED:
-        return f"skipped: handover is {link.state}"
-    client = infobip_client()
-    try:
-        conversation = client.get_conversation(link.conversation_id)
-    except NotFoundError as exc:
-        raise PermanentError(f"conversation {link.conversation_id} does not exist on Infobip") from exc
-    if str(conversation.get("status", "")).upper() == "CLOSED":
-        raise PermanentError(
-            f"conversation {link.conversation_id} is already closed on Infobip; nothing was sent"
-        )
-    history = client.get_messages(link.conversation_id)
-    tags = client.get_tags(link.conversation_id)
-    metadata = client.get_metadata(link.conversation_id)
-    endpoint = link.endpoint or choose_endpoint(tags, metadata)
-    if endpoint is None:
-        raise PermanentError("no routing rule matches this conversation and there is no default endpoint")
-    channel, customer, sender = _customer_side(history, link)
-    display_name = (link.context or {}).get("displayName") or (link.context or {}).get("customerName")
-    with transaction.atomic():
-        link.endpoint = endpoint
-        link.channel, link.customer_address, link.business_sender = channel, customer, sender
-        link.customer_name = str(display_name or "")[:255]
-        link.metadata = metadata
-        link.save(
-            update_fields=[
-                "endpoint",
-                "channel",
-                "customer_address",
-                "business_sender",
-                "customer_name",
-                "metadata",
-            ]
-        )
-        for name in tags:
-            Tag.objects.get_or_create(link=link, name=name[:100])
-    connector = get_connector(endpoint)
-    ctx = HandoverContext(
-        handover_id=str(link.pk),
-        conversation_id=link.conversation_id,
-        channel=channel,
-        customer=Customer(address=customer, display_name=link.customer_name or None),
-        queue=link.queue,
-        priority=link.priority,
-        tags=tags,
-        metadata=metadata,
-        context=link.context or {},
-        history=[media.for_connector(m, attachments=connector.capabilities.attachments) for m in history],
-    )
-    result = connector.open_interaction(ctx)
-    if settings.INFOBIP_AGENT_ID:
-        client.change_assignment(link.conversation_id, settings.INFOBIP_AGENT_ID)
-    now = timezone.now()
-    with transaction.atomic():
-        ConversationLink.objects.filter(pk=link.pk).update(
-            interaction_id=result.interaction_id,
-            interaction_data=result.data,
-            state=State.ACTIVE,
-            opened_at=now,
-            last_activity_at=now,
-            last_infobip_message_at=history[-1].created_at if history else None,
-            last_error="",
-        )
-        skipped = _record_history(link, history)
-        link.note(
-            "opened",
-            f"interaction {result.interaction_id} on {endpoint.slug} with {len(history)} messages of history"
-            + (f"; {skipped} queued messages were part of it" if skipped else ""),
-        )
-    return None
-
-
-def _record_history(link: ConversationLink, history: list[InfobipMessage]) -> int:
-    """Keep the history as the transcript; a queued message that the history already carried is
-    marked delivered, so each customer message reaches the contact center exactly once."""
-    skipped = 0
-    for message in history:
-        row, created = Message.objects.get_or_create(
-            link=link,
-            source=Message.Source.INFOBIP,
-            external_id=message.id,
-            defaults={
-                "direction": message.direction.value,
-                "infobip_message_id": message.id,
-                "author_type": message.author_type.value,
-                "content_type": message.content_type,
-                "content": message.content,
-                "created_at": message.created_at,
-                "in_history": True,
-                "raw": message.raw,
-            },
-        )
-        if not created:
-            Message.objects.filter(pk=row.pk).update(in_history=True)
-            skipped += Delivery.objects.filter(message=row, state=Delivery.Status.PENDING, attempts=0).update(
-                state=Delivery.Status.SKIPPED,
-                done_at=timezone.now(),
-                last_error="skipped: carried in the opening history",
-            )
-    return skipped
-
-
-def handle_message(delivery: Delivery) -> str | None:
-    link = ConversationLink.objects.select_related("endpoint").get(pk=delivery.link_id)
-    row = delivery.message
-    if delivery.lane == Delivery.Lane.TO_CCAAS:
-        if not link.interaction_id:
-            return "skipped: the interaction was never opened"
-        connector = get_connector(link.endpoint)
-        connector.send_customer_message(
-            interaction_ref(link),
-            media.for_connector(
-                to_infobip_message(row, link), attachments=connector.capabilities.attachments
-            ),
-        )
-        return None
-    return _send_to_customer(delivery, link, row)
-
-
-def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) -> str | None:
-    """Create Message on Infobip, one per part: the text (in parts when longer than Infobip's limit),
-    then each attachment as Infobip's IMAGE/DOCUMENT/VIDEO/AUDIO. The parts already sent are
-    remembered, so a retry never repeats one."""
-    parts = media.outbound_parts(row.content_type, row.content)
-    sent = int((delivery.payload or {}).get("parts_sent", 0))
-    client = infobip_client()
-    for index in range(sent, len(parts)):
-        content_type, content = parts[index]
-        answer = client.create_message(
-            link.conversation_id,
-            channel=link.channel,
-            from_=link.business_sender,
-            to=link.customer_address,
-            content_type=content_type,
-            content=content,
-        )
-        if index == 0 and isinstance(answer, dict) and answer.get("id"):
-            Message.objects.filter(pk=row.pk).update(infobip_message_id=str(answer["id"]))
-        Delivery.objects.filter(pk=delivery.pk).update(
-            payload={**(delivery.payload or {}), "parts_sent": index + 1, "parts": len(parts)}
-        )
-    return None
-
-
-def handle_close_ccaas(delivery: Delivery) -> str | None:
-    link = ConversationLink.objects.select_related("endpoint").get(pk=delivery.link_id)
-    if not link.interaction_id or link.endpoint is None:
-        return "skipped: no interaction was opened"
-    reason = CloseReason((delivery.payload or {}).get("reason", CloseReason.OPERATOR.value))
-    get_connector(link.endpoint).close_interaction(interaction_ref(link), reason)
-    return None
-
-
-def handle_close_infobip(delivery: Delivery) -> str | None:
-    if (delivery.payload or {}).get("action") == ROUTE_BACK:
-        return handle_route_back(delivery)
-    link = ConversationLink.objects.get(pk=delivery.link_id)
-    try:
-        changed = infobip_client().close_conversation(link.conversation_id)
-    except NotFoundError:
-        return "skipped: Infobip no longer knows the conversation"
-    return None if changed else "already closed on Infobip"
-
-
-HANDLERS = {
-    Delivery.Kind.OPEN: handle_open,
-    Delivery.Kind.MESSAGE: handle_message,
-    Delivery.Kind.CLOSE_CCAAS: handle_close_ccaas,
-    Delivery.Kind.CLOSE_INFOBIP: handle_close_infobip,
-}
-
-
 # --- periodic work -------------------------------------------------------------------------------
 def flag_stuck(now=None) -> int:
     """Mark newly stuck handovers (logged once, on the timeline) and clear recovered ones."""
@@ -807,178 +550,3 @@ def close_idle(now=None) -> int:
         if begin_close(link, CloseReason.IDLE_TIMEOUT, actor="idle timeout"):
             count += 1
     return count
-
-
-# --- Infobip Subscriptions events ----------------------------------------------------------------
-TAKEOVER_RELEASE = "release"
-TAKEOVER_KEEP = "keep"
-ECHO_WINDOW = timedelta(minutes=10)
-
-
-@dataclass
-class EventOutcome:
-    stored: bool
-    note: str = ""
-
-
-def record_infobip_event(event) -> EventOutcome:
-    """Store one Infobip Subscriptions event (deduplicated) and act on it. `event` is a
-    bridge.infobip.events.ConversationEvent. Every type is stored and visible in the admin, except
-    messages of conversations with no open handover: nothing of their text is kept (F7)."""
-    if event.type in ("INBOUND_MESSAGE", "OUTBOUND_MESSAGE") and not (
-        event.conversation_id
-        and ConversationLink.objects.open().filter(conversation_id=event.conversation_id).exists()
-    ):
-        return EventOutcome(stored=False, note="no open handover for this conversation: message not kept")
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                row = InboundEvent.objects.create(
-                    source="infobip", event_id=event.event_id, type=event.type[:64], payload=event.raw
-                )
-        except IntegrityError:
-            return EventOutcome(stored=False, note="duplicate")
-        link = None
-        if event.conversation_id:
-            link = (
-                ConversationLink.objects.filter(conversation_id=event.conversation_id)
-                .order_by("-escalated_at")
-                .first()
-            )
-        row.link = link
-        if link is None or link.state not in OPEN_STATES:
-            note = "no open handover for this conversation: stored, no action"
-        else:
-            note = _apply_infobip_event(link, event)
-        row.note = (note or "applied")[:255]
-        row.save(update_fields=["note", "link"])
-    return EventOutcome(stored=True, note=row.note)
-
-
-def _apply_infobip_event(link: ConversationLink, event) -> str:
-    kind = event.type
-    if kind == "INBOUND_MESSAGE" and event.message is not None:
-        if link.state not in (State.REQUESTED, State.ACTIVE):
-            return f"handover is {link.state}; not forwarded"
-        if not event.content_type_known:
-            from bridge import reconcile
-
-            reconcile.fetch_later(link.pk, [event.message.id])
-            return "content type not in the event: the message is fetched from Infobip"
-        try:
-            with transaction.atomic():
-                _record_for_ccaas(link, event.message)
-        except IntegrityError:
-            return "message already recorded"
-        return "customer message recorded"
-    if kind == "OUTBOUND_MESSAGE" and event.message is not None:
-        return _record_outbound_from_infobip(link, event.message)
-    if kind in ("CONVERSATION_STATUS_UPDATED", "CONVERSATION_DELETED"):
-        if kind == "CONVERSATION_DELETED" or event.status.upper() == "CLOSED":
-            if begin_close(link, CloseReason.CONVERSATION_CLOSED, actor="Infobip", close_infobip=False):
-                return "conversation closed on Infobip: closing the interaction"
-            return f"handover already {link.state}"
-        return f"status {event.status}: no action"
-    if kind == "CONVERSATION_ASSIGNMENT_UPDATED":
-        return _assignment_changed(link, event)
-    if kind in ("CONVERSATION_TAG_ADDED", "CONVERSATION_TAG_REMOVED"):
-        if event.added_tag:
-            Tag.objects.get_or_create(link=link, name=event.added_tag[:100])
-        if event.removed_tag:
-            Tag.objects.filter(link=link, name=event.removed_tag[:100]).delete()
-        if link.interaction_id and link.endpoint_id:
-            from bridge import reconcile
-
-            reconcile.push_tags_later(link.pk)
-        return (
-            f"tags now {', '.join(Tag.objects.filter(link=link).values_list('name', flat=True)) or '(none)'}"
-        )
-    return f"{kind}: stored, no action"
-
-
-def _is_echo(link: ConversationLink, message: InfobipMessage) -> bool:
-    """An OUTBOUND_MESSAGE the bridge itself sent (by Infobip message id; or, before Create Message
-    answered, by same text to the same customer within a few minutes)."""
-    if Message.objects.filter(link=link, infobip_message_id=message.id).exists():
-        return True
-    text = message.content.get("text")
-    recent = Message.objects.filter(
-        link=link,
-        source=Message.Source.CCAAS,
-        direction=Message.Direction.OUTBOUND,
-        created_at__gte=timezone.now() - ECHO_WINDOW,
-    )
-    for row in recent.only("content", "infobip_message_id"):
-        sent = row.content.get("text") if isinstance(row.content, dict) else None
-        if (
-            text
-            and isinstance(sent, str)
-            and (sent == text or (len(sent) > CONTENT_TEXT_MAX and text in sent))
-        ):
-            return True
-    return False
-
-
-def _record_outbound_from_infobip(link: ConversationLink, message: InfobipMessage) -> str:
-    if _is_echo(link, message):
-        return "the bridge's own message: not echoed"
-    if link.state not in (State.REQUESTED, State.ACTIVE):
-        return f"handover is {link.state}; not forwarded"
-    try:
-        with transaction.atomic():
-            _record_for_ccaas(link, message)
-    except IntegrityError:
-        return "message already recorded"
-    return f"outbound message by {message.author_type.value} on Infobip forwarded to the contact center"
-
-
-def _system_note(link: ConversationLink, text: str, key: str) -> None:
-    """A note for the agent, carried to the contact center as a SYSTEM message, in order."""
-    now = timezone.now()
-    note = InfobipMessage(
-        id=f"note:{key}",
-        conversation_id=link.conversation_id,
-        channel=link.channel,
-        from_=link.business_sender,
-        to=link.customer_address,
-        direction=Direction.OUTBOUND,
-        content_type="TEXT",
-        content={"text": text},
-        created_at=now,
-        author_type=AuthorType.SYSTEM,
-    )
-    try:
-        with transaction.atomic():
-            _record_for_ccaas(link, note)
-    except IntegrityError:
-        pass
-
-
-def _assignment_changed(link: ConversationLink, event) -> str:
-    own = settings.INFOBIP_AGENT_ID
-    if not event.assignee_id or not own:
-        return "assignment changed: no action (no agent of the bridge to compare with)"
-    if event.assignee_id == own:
-        return "assigned to the bridge's agent"
-    who = event.assignee_name or event.assignee_id
-    policy = ((link.endpoint.config or {}) if link.endpoint else {}).get("infobip_takeover", TAKEOVER_RELEASE)
-    if policy == TAKEOVER_KEEP:
-        link.note("takeover", f"{who} took the conversation over inside Infobip; handover kept (policy keep)")
-        if link.interaction_id:
-            _system_note(
-                link,
-                f"Note: {who} also joined this conversation inside Infobip.",
-                f"takeover:{event.event_id}",
-            )
-        ConversationLink.objects.filter(pk=link.pk).update(
-            last_error=f"taken over on Infobip by {who}"[:2000]
-        )
-        return f"taken over by {who}: kept and flagged"
-    if link.interaction_id:
-        _system_note(
-            link,
-            f"{who} took this conversation over inside Infobip; the handover is released.",
-            f"takeover:{event.event_id}",
-        )
-    begin_close(link, CloseReason.OPERATOR, actor=f"Infobip ({who})"[:150], close_infobip=False)
-    return f"taken over by {who}: handover released"

@@ -53,8 +53,8 @@ from django.utils import timezone
 from bridge import delivery, periodic
 from bridge.connectors import get_connector
 from bridge.exceptions import TransientError, UpstreamAuthError
+from bridge.handlers import interaction_ref, to_infobip_message
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery, InboundEvent, Message, State
-from bridge.services import interaction_ref, to_infobip_message
 
 CUSTOMER = "447700900123"
 BUSINESS = "447860099299"

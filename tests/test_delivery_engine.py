@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bridge import delivery as engine
-from bridge import services
+from bridge import handlers as bridge_handlers
 from bridge.exceptions import ConfigurationError, PermanentError, TransientError
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery, State
 
@@ -44,7 +44,7 @@ class Handlers:
 def handlers(monkeypatch):
     fake = Handlers()
     for kind in Delivery.Kind:
-        monkeypatch.setitem(services.HANDLERS, kind, fake)
+        monkeypatch.setitem(bridge_handlers.HANDLERS, kind, fake)
     return fake
 
 

@@ -21,8 +21,9 @@ import requests
 from django.db import connection
 from django.db.models import F
 
-from bridge import delivery, periodic, services
+from bridge import delivery, handlers, periodic, services
 from bridge.api.views import handover_json
+from bridge.connectors import get_connector
 from bridge.models import (
     CcaasEndpoint,
     ConversationLink,
@@ -126,7 +127,7 @@ def attempt_once(link: ConversationLink, lane: str) -> Delivery:
     """One attempt at the head of a lane, as one worker run would make it (no immediate retry)."""
     claimed = delivery.claim_next(link.pk, lane)
     assert claimed is not None
-    delivery.run(claimed, services.HANDLERS[claimed.kind])
+    delivery.run(claimed, handlers.HANDLERS[claimed.kind])
     claimed.refresh_from_db()
     return claimed
 
@@ -664,7 +665,7 @@ def test_f18_overlapping_and_out_of_order_pages_forward_each_reply_once_in_order
     (link,) = activate(open_handover(fake_infobip))
     events = [ccaas.agent_says(link.interaction_id, f"reply {i}") for i in range(6)]
     connector_events = [
-        services.get_connector(endpoint)._event(e)
+        get_connector(endpoint)._event(e)
         for e in events  # the generic parser, as a poll does
     ]
     # pages [0..3], then an overlapping [2..5], then an old page [0..1] again

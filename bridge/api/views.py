@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from bridge import services
+from bridge import conversation_events, services
 from bridge.api.auth import BearerTokenAuthentication, HasApiToken
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, ConfigurationError, WebhookError
@@ -112,7 +112,7 @@ class InfobipWebhookView(WebhookView):
         if is_event_envelope(data):
             # Subscriptions "customer engagement" events: always checked when security is configured.
             subscriptions.verify(body, request.headers, subscriptions.active_subscription())
-            outcome = services.record_infobip_event(parse_event(data))
+            outcome = conversation_events.record_infobip_event(parse_event(data))
             return Response({"status": "ok" if outcome.stored else "duplicate", "note": outcome.note})
         if not settings.BRIDGE_INFOBIP_ACCEPT_UNSIGNED_LEGACY:
             subscriptions.verify(body, request.headers, subscriptions.active_subscription())
