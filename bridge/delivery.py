@@ -32,6 +32,8 @@ from bridge.models import CcaasEndpoint, ConversationLink, Delivery
 logger = logging.getLogger(__name__)
 
 TERMINAL = Delivery.TERMINAL_STATES
+# An endpoint's last success is written at most this often (see _endpoint_health).
+HEALTH_WRITE_SECONDS = 5
 # A lane the sweeper queued is not queued again for this long, unless its head changes.
 RENUDGE_SECONDS = 10
 
@@ -251,7 +253,13 @@ def _endpoint_health(delivery: Delivery, exc: BaseException | None) -> None:
     now = timezone.now()
     endpoints = CcaasEndpoint.objects.filter(pk=delivery.link.endpoint_id)
     if exc is None:
-        endpoints.update(last_success_at=now, auth_failed=False)
+        # Every worker delivering to this contact center would otherwise write this one row per
+        # message, and on PostgreSQL queue up on its lock until commit: write only when it says
+        # something new (a recovery, or a last success older than a few seconds).
+        stale = Q(last_success_at__isnull=True) | Q(
+            last_success_at__lt=now - timedelta(seconds=HEALTH_WRITE_SECONDS)
+        )
+        endpoints.filter(stale | Q(auth_failed=True)).update(last_success_at=now, auth_failed=False)
     elif isinstance(exc, UpstreamError | ConfigurationError):
         endpoints.update(
             last_error=str(exc)[:2000], last_error_at=now, auth_failed=isinstance(exc, UpstreamAuthError)
