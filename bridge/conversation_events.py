@@ -98,7 +98,11 @@ def _apply_infobip_event(link: ConversationLink, event) -> str:
         if link.interaction_id and link.endpoint_id:
             from bridge import reconcile
 
-            reconcile.push_tags_later(link.pk)
+            reconcile.push_tags_later(
+                link.pk,
+                [event.added_tag] if event.added_tag else [],
+                [event.removed_tag] if event.removed_tag else [],
+            )
         return (
             f"tags now {', '.join(Tag.objects.filter(link=link).values_list('name', flat=True)) or '(none)'}"
         )

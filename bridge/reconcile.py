@@ -17,7 +17,7 @@ from django.utils import timezone
 from bridge import handlers, services
 from bridge.exceptions import BridgeError, ConversationClosedError, NotFoundError
 from bridge.infobip.ratelimit import RateLimited
-from bridge.models import ConversationLink, Message, State, Tag
+from bridge.models import ConversationLink, Message, State
 from bridge.types import Direction
 
 logger = logging.getLogger(__name__)
@@ -101,20 +101,21 @@ def fetch_messages(link_id, message_ids: list[str]) -> int:
     return stored
 
 
-def push_tags(link_id) -> None:
-    """Give the handover's current tags to a connector that can update its interaction."""
+def push_tags(link_id, added: list[str] | None = None, removed: list[str] | None = None) -> None:
+    """Tell a connector that follows tags what was added to or removed from the conversation."""
     link = ConversationLink.objects.select_related("endpoint").filter(pk=link_id).first()
     if link is None or link.endpoint is None or not link.interaction_id:
         return
     from bridge.connectors import get_connector
 
     connector = get_connector(link.endpoint)
-    update = getattr(connector, "update_tags", None)
-    if update is None:
+    if not connector.capabilities.tags or not (added or removed):
         return
-    update(
-        handlers.interaction_ref(link), sorted(Tag.objects.filter(link=link).values_list("name", flat=True))
-    )
+    try:
+        connector.update_tags(handlers.interaction_ref(link), list(added or []), list(removed or []))
+    except BridgeError as exc:
+        logger.warning("tags of handover %s not updated on %s: %s", link.pk, link.endpoint.slug, exc)
+        link.note("tags", f"could not update the interaction's tags: {exc}")
 
 
 def _later(func: str, *args, name: str) -> None:
@@ -133,8 +134,8 @@ def fetch_later(link_id, message_ids: list[str]) -> None:
     _later("bridge.reconcile.fetch_messages", str(link_id), list(message_ids), name=f"fetch {link_id}")
 
 
-def push_tags_later(link_id) -> None:
-    _later("bridge.reconcile.push_tags", str(link_id), name=f"tags {link_id}")
+def push_tags_later(link_id, added: list[str], removed: list[str]) -> None:
+    _later("bridge.reconcile.push_tags", str(link_id), added, removed, name=f"tags {link_id}")
 
 
 def is_due(last_run, now=None) -> bool:

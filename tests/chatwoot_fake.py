@@ -148,6 +148,8 @@ class FakeChatwoot:
             action = match.group(2)
             if action is None:
                 return 200, {}, json.dumps(conversation)
+            if action == "/labels" and request.method == "GET":
+                return 200, {}, json.dumps({"payload": conversation["labels"]})
             if action == "/labels":
                 conversation["labels"] = body["labels"]
                 return 200, {}, json.dumps({"payload": body["labels"]})

@@ -43,7 +43,7 @@ class FakeZendesk:
         self.comment_ids = itertools.count(50001)
         self.fail_next: list[tuple[int, dict]] = []
         prefix = re.escape(base_url)
-        for method in (responses.GET, responses.POST, responses.PUT):
+        for method in (responses.GET, responses.POST, responses.PUT, responses.DELETE):
             mock.add_callback(method, re.compile(prefix + r"/api/v2/.*"), callback=self._handle)
 
     # --- vendor-side actions (what agents do in Zendesk) --------------------------------------------
@@ -139,6 +139,16 @@ class FakeZendesk:
         if path == "/api/v2/tickets/show_many":
             ids = [int(i) for i in request.params["ids"].split(",")]
             return 200, {}, json.dumps({"tickets": [self.tickets[i] for i in ids if i in self.tickets]})
+        match = re.fullmatch(r"/api/v2/tickets/(\d+)/tags", path)
+        if match and int(match.group(1)) in self.tickets:
+            ticket = self.tickets[int(match.group(1))]
+            tags = list(ticket.get("tags") or [])
+            if request.method == "PUT":
+                tags += [t for t in body["tags"] if t not in tags]
+            elif request.method == "DELETE":
+                tags = [t for t in tags if t not in body["tags"]]
+            ticket["tags"] = tags
+            return 200, {}, json.dumps({"tags": tags})
         match = re.fullmatch(r"/api/v2/tickets/(\d+)(/comments)?", path)
         if match:
             ticket_id = int(match.group(1))

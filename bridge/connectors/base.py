@@ -37,6 +37,7 @@ class Capabilities:
     typing: bool = False  # reports agent typing
     poll_covers_all_interactions: bool = False  # one poll call serves every open interaction
     always_poll: bool = False  # polled every interval even in webhook mode (e.g. to notice closes)
+    tags: bool = False  # follows tags added to or removed from the Infobip conversation (update_tags)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,11 @@ class Connector(ABC):
     def webhook_instructions(self) -> str:
         """What to configure on the vendor's side so it calls our webhook."""
         return f"Point the contact center's webhook at {self.endpoint.webhook_url()}"
+
+    def update_tags(self, ref: InteractionRef, added: list[str], removed: list[str]) -> None:
+        """Follow tags added to or removed from the Infobip conversation (only if capabilities.tags).
+        Best effort, outside the message lanes: errors are logged, not retried."""
+        raise NotImplementedError(f"{self.kind} does not follow tags")
 
     def acknowledge_failed_delivery(self, ref: InteractionRef, message_id: str, error: str) -> None:  # noqa: B027
         """Told when an agent message (its contact-center id) could not be delivered to the customer

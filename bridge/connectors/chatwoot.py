@@ -70,10 +70,15 @@ def _flag(value: Any, default: bool = True) -> bool:
     return bool(value)
 
 
+def _label(tag: str) -> str:
+    """Chatwoot labels are lowercase words."""
+    return str(tag).strip().lower().replace(" ", "_")
+
+
 class ChatwootConnector(Connector):
     kind = "chatwoot"
     label = "Chatwoot"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=True)
+    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=True, tags=True)
     config_fields = (
         Field("base_url", "Your Chatwoot, e.g. https://app.chatwoot.com", True, "url"),
         Field("account_id", "The account id (in the dashboard URL)", True, "int"),
@@ -143,6 +148,19 @@ class ChatwootConnector(Connector):
         if not response.content:
             return {}
         return http.json_or_error(response, service=self._service)
+
+    def update_tags(self, ref: InteractionRef, added: list[str], removed: list[str]) -> None:
+        """Follow Infobip's tags with the conversation's labels; labels agents set are kept. Chatwoot
+        replaces the whole label list, so the current one is read first."""
+        path = f"/conversations/{int(ref.interaction_id)}/labels"
+        # Reference: https://developers.chatwoot.com/api-reference/conversations/list-all-labels-of-a-conversation
+        current = list((self._call("GET", path) or {}).get("payload") or [])
+        drop = {_label(r) for r in removed}
+        labels = [label for label in current if label not in drop]
+        labels += [label for label in (_label(a) for a in added) if label and label not in labels]
+        if labels != current:
+            # Reference: https://developers.chatwoot.com/api-reference/conversations/add-labels
+            self._call("POST", path, {"labels": labels})
 
     def _post_message(self, conversation_id: str, content: str, *, private: bool) -> int | None:
         body = {"content": content, "message_type": "outgoing" if private else "incoming", "private": private}
@@ -238,7 +256,7 @@ class ChatwootConnector(Connector):
             conversation_id = str(data["id"])
             if ctx.tags:
                 # Reference: https://developers.chatwoot.com/api-reference/conversations/add-labels
-                labels = [str(t).strip().lower().replace(" ", "_") for t in ctx.tags]
+                labels = [_label(t) for t in ctx.tags]
                 self._call("POST", f"/conversations/{int(conversation_id)}/labels", {"labels": labels})
         own: list[int] = []
         for message in ctx.history:

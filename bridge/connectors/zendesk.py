@@ -113,7 +113,7 @@ def _comment_content(comment: dict[str, Any]) -> dict[str, Any]:
 class ZendeskConnector(Connector):
     kind = "zendesk"
     label = "Zendesk Support"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=False)
+    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=False, tags=True)
     config_fields = (
         Field("subdomain", "Your Zendesk subdomain, e.g. acme for acme.zendesk.com (or set base_url)"),
         Field("base_url", "Overrides https://<subdomain>.zendesk.com", kind="url"),
@@ -197,6 +197,16 @@ class ZendeskConnector(Connector):
         if not response.content:
             return {}
         return http.json_or_error(response, service=self._service)
+
+    def update_tags(self, ref: InteractionRef, added: list[str], removed: list[str]) -> None:
+        """Add and remove the ticket's tags; tags agents set in Zendesk are left alone."""
+        ticket = int(ref.interaction_id)
+        if added := [t for t in (_tag(a) for a in added) if t]:
+            # Reference: https://developer.zendesk.com/api-reference/ticketing/ticket-management/tags/#add-tags
+            self._call("PUT", f"/api/v2/tickets/{ticket}/tags", {"tags": added})
+        if removed := [t for t in (_tag(r) for r in removed) if t]:
+            # Reference: https://developer.zendesk.com/api-reference/ticketing/ticket-management/tags/#remove-tags
+            self._call("DELETE", f"/api/v2/tickets/{ticket}/tags", {"tags": removed})
 
     def _no_id(self, what: str) -> UpstreamError:
         return UpstreamError(f"{self._service}: {what} answered without an id", service=self._service)
