@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from bridge import handlers, services
 from bridge.exceptions import BridgeError, ConversationClosedError, NotFoundError
-from bridge.infobip.ratelimit import RateLimited
 from bridge.models import ConversationLink, Message, State
+from bridge.ratelimit import RateLimited
 from bridge.types import Direction
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import pytest
 import responses
 from django.core.management import call_command
 
-from bridge.infobip import ratelimit
+from bridge import ratelimit
 from bridge.models import InfobipSubscription
 from tests.openapi import find_operation, validate_request, validate_schema
 

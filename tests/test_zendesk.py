@@ -298,3 +298,18 @@ def test_close_on_our_side_solves_the_ticket_with_an_internal_note(zendesk, fake
     assert zendesk.tickets[ticket_id]["status"] == "solved"
     note = zendesk.comments[ticket_id][-1]
     assert note["public"] is False and "operator" in note["body"]
+
+
+@pytest.mark.django_db
+def test_a_backlog_waits_for_the_shared_budget_instead_of_running_into_429s(zendesk):
+    from bridge.ratelimit import RateLimited
+
+    endpoint = make_endpoint(requests_per_minute=2)
+    connector = get_connector(endpoint)
+    connector.check_connection()
+    connector.check_connection()
+    calls = len(zendesk.requests)
+    with pytest.raises(RateLimited) as over:
+        connector.check_connection()
+    assert len(zendesk.requests) == calls  # nothing was sent over the budget
+    assert 0 < over.value.retry_after <= 60 and not over.value.permanent

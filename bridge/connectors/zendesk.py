@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge import http
+from bridge import http, ratelimit
 from bridge.connectors.base import Capabilities, Connector, Field
 from bridge.exceptions import (
     ConfigurationError,
@@ -53,6 +53,8 @@ MAX_SKEW_SECONDS = 300
 EVENT_COMMENT_ADDED = "zen:event-type:ticket.comment_added"
 EVENT_STATUS_CHANGED = "zen:event-type:ticket.status_changed"
 CLOSED_STATUSES = {"solved", "closed"}
+# Zendesk allows 200 (Team) to 700 (Enterprise) requests a minute per account; leave room for others.
+DEFAULT_REQUESTS_PER_MINUTE = 200
 PRIORITIES = {"LOW": "low", "NORMAL": "normal", "HIGH": "high", "URGENT": "urgent"}
 EMAIL_CHANNELS = {"EMAIL"}
 
@@ -132,6 +134,11 @@ class ZendeskConnector(Connector):
         Field("tags", "Extra tags to add to every ticket", kind="json"),
         Field("priority_map", 'Override of {"LOW": "low", "NORMAL": "normal", ...}', kind="json"),
         Field("subject", "Ticket subject; {channel} and {name} are filled in"),
+        Field(
+            "requests_per_minute",
+            f"The bridge's share of the account's API limit, for all its workers (default {DEFAULT_REQUESTS_PER_MINUTE})",
+            kind="int",
+        ),
     )
     credential_fields = (
         Field("email", "Agent email, for API token authentication"),
@@ -185,6 +192,11 @@ class ZendeskConnector(Connector):
     def _call(self, method: str, path: str, body: dict | None = None, params: dict | None = None) -> Any:
         if "Authorization" not in self.session.headers and self.session.auth is None:
             raise ConfigurationError(f"endpoint {self.endpoint.slug}: no Zendesk credentials configured")
+        # A backlog drains at the account's pace instead of running into 429s: one budget a minute
+        # shared by every worker (RateLimited is transient, so the delivery simply waits its turn).
+        # Reference: https://developer.zendesk.com/api-reference/introduction/rate-limits/
+        limit = int(self.config.get("requests_per_minute") or DEFAULT_REQUESTS_PER_MINUTE)
+        ratelimit.acquire(f"zendesk:{self.endpoint.pk}", limit)
         response = http.request(
             self.session,
             method,

@@ -16,9 +16,8 @@ from urllib.parse import quote
 import requests
 from django.conf import settings
 
-from bridge import http
+from bridge import http, ratelimit
 from bridge.exceptions import ConfigurationError, ConversationClosedError, NotFoundError, PermanentError
-from bridge.infobip import ratelimit
 from bridge.infobip.events import parse_message
 from bridge.types import InfobipMessage
 
@@ -49,7 +48,7 @@ class InfobipClient:
         if not self.base_url or not api_key:
             raise ConfigurationError("INFOBIP_BASE_URL and INFOBIP_API_KEY must be set to talk to Infobip")
         self.session = session or http.make_session(reuse_key=f"infobip:{self.base_url}")
-        # The bridge's workers share Infobip's Get Messages budget through bridge.infobip.ratelimit
+        # The bridge's workers share Infobip's Get Messages budget through bridge.ratelimit
         # (database or Redis); a standalone client (scripts, tests) does not count.
         self.shared_rate_limit = False
         self.rate_wait = 5.0  # seconds a call may wait for the shared budget before it is retried later

@@ -1,8 +1,9 @@
 """A client-side rate limit shared by every worker: fixed one-minute windows counted in the
 database (one atomic UPDATE per request), or in Redis when REDIS_URL is set.
 
-Infobip publishes a limit only for Get Messages (about 500 requests a minute, `x-throttling-info`
-in its OpenAPI spec); staying under it avoids 429s that would slow every handover.
+Used for Infobip's Get Messages (about 500 requests a minute, `x-throttling-info` in its OpenAPI
+spec) and for contact centers with an account-wide limit (Zendesk): staying under a limit avoids
+429s that would slow every handover.
 """
 
 from __future__ import annotations
