@@ -468,7 +468,8 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "next_attempt_at",
         "error",
     )
-    list_filter = (DeliveryStatusFilter, "kind", "lane", ("link__endpoint", admin.RelatedOnlyFieldListFilter))
+    # A plain related filter lists the (few) endpoints; "related only" would scan every delivery.
+    list_filter = (DeliveryStatusFilter, "kind", "lane", "link__endpoint")
     list_select_related = ("link",)
     search_fields = ("=link__conversation_id",)
     search_help_text = "Exact Infobip conversation id."
