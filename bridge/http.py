@@ -140,6 +140,13 @@ def raise_for_response(response: requests.Response, *, service: str) -> None:
     raise PermanentError(message, **kwargs)
 
 
+def json_body(response: requests.Response, *, service: str, empty: Any = None) -> Any:
+    """The answer's JSON, or `empty` when the answer has no body (204s, bare 200s)."""
+    if not response.content:
+        return empty
+    return json_or_error(response, service=service)
+
+
 def json_or_error(response: requests.Response, *, service: str) -> Any:
     try:
         return response.json()

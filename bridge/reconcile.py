@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from bridge import handlers, services
@@ -41,16 +41,11 @@ def reconcile_link(link: ConversationLink, client=None) -> int:
     known = set(
         Message.objects.filter(link=link, source=Message.Source.INFOBIP).values_list("external_id", flat=True)
     )
-    recovered = 0
-    for message in client.iter_messages(link.conversation_id, created_after=since):
-        if message.id in known or message.direction != Direction.INBOUND:
-            continue
-        try:
-            with transaction.atomic():
-                services.queue_for_ccaas(link, message)
-        except IntegrityError:
-            continue
-        recovered += 1
+    recovered = sum(
+        services.record_once(link, message)
+        for message in client.iter_messages(link.conversation_id, created_after=since)
+        if message.id not in known and message.direction == Direction.INBOUND
+    )
     if recovered:
         link.note("reconciled", f"{recovered} customer messages recovered that the webhook did not deliver")
     return recovered
@@ -88,17 +83,11 @@ def fetch_messages(link_id, message_ids: list[str]) -> int:
     link = ConversationLink.objects.filter(pk=link_id, state__in=[State.REQUESTED, State.ACTIVE]).first()
     if link is None:
         return 0
-    stored = 0
-    for message in services.infobip_client().iter_messages(link.conversation_id, message_ids=message_ids):
-        if message.direction != Direction.INBOUND:
-            continue
-        try:
-            with transaction.atomic():
-                services.queue_for_ccaas(link, message)
-        except IntegrityError:
-            continue
-        stored += 1
-    return stored
+    return sum(
+        services.record_once(link, message)
+        for message in services.infobip_client().iter_messages(link.conversation_id, message_ids=message_ids)
+        if message.direction == Direction.INBOUND
+    )
 
 
 def push_tags(link_id, added: list[str] | None = None, removed: list[str] | None = None) -> None:

@@ -183,15 +183,21 @@ def record_inbound(messages: Iterable[InfobipMessage]) -> Recorded:
         )
         if link is None:
             result.ignored += 1
-            continue
-        try:
-            with transaction.atomic():
-                queue_for_ccaas(link, message)
-        except IntegrityError:
-            result.duplicates += 1
-        else:
+        elif record_once(link, message):
             result.stored += 1
+        else:
+            result.duplicates += 1
     return result
+
+
+def record_once(link: ConversationLink, message: InfobipMessage) -> bool:
+    """Record one customer message for the handover and queue it; False if it was already recorded."""
+    try:
+        with transaction.atomic():
+            queue_for_ccaas(link, message)
+    except IntegrityError:
+        return False
+    return True
 
 
 def queue_for_ccaas(link: ConversationLink, message: InfobipMessage) -> Message:

@@ -7,12 +7,13 @@ database (the services do). Every vendor call ends in success, TransientError or
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from bridge.exceptions import ConfigurationError
+from bridge.exceptions import ConfigurationError, WebhookError
 from bridge.types import (
     CcaasEvent,
     CloseReason,
@@ -25,6 +26,14 @@ from bridge.types import (
 
 if TYPE_CHECKING:
     from bridge.models import CcaasEndpoint
+
+
+def load_webhook_json(body: bytes) -> Any:
+    """A webhook body parsed as JSON, or WebhookError (answered 400)."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WebhookError("body is not valid JSON") from exc
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from datetime import UTC
 from typing import Any
 
 from bridge import http
-from bridge.connectors.base import Capabilities, Connector, Field
+from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
 from bridge.exceptions import ConfigurationError, SignatureError, UpstreamError, WebhookError
 from bridge.media import render_text
 from bridge.types import (
@@ -145,9 +145,7 @@ class ChatwootConnector(Connector):
         response = http.request(
             self.session, method, url, service=self._service, check_url=True, json=body, params=params
         )
-        if not response.content:
-            return {}
-        return http.json_or_error(response, service=self._service)
+        return http.json_body(response, service=self._service, empty={})
 
     def update_tags(self, ref: InteractionRef, added: list[str], removed: list[str]) -> None:
         """Follow Infobip's tags with the conversation's labels; labels agents set are kept. Chatwoot
@@ -319,10 +317,7 @@ class ChatwootConnector(Connector):
             raise SignatureError(f"signature does not match the webhook secret; {KEY_MISMATCH_HINT}")
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[CcaasEvent]:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WebhookError("body is not valid JSON") from exc
+        data = load_webhook_json(body)
         if not isinstance(data, dict) or not data.get("event"):
             raise WebhookError("expected a Chatwoot webhook with an event")
         kind = str(data["event"])

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import requests
 
 from bridge import http, signing
-from bridge.connectors.base import Capabilities, Connector, Field
+from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
 from bridge.exceptions import TransientError, UpstreamError, WebhookError
 from bridge.types import (
     AgentMessage,
@@ -97,9 +97,7 @@ class GenericConnector(Connector):
             data=raw,
             headers=headers,
         )
-        if not response.content:
-            return {}
-        return http.json_or_error(response, service=self._service)
+        return http.json_body(response, service=self._service, empty={})
 
     @property
     def _service(self) -> str:
@@ -147,10 +145,7 @@ class GenericConnector(Connector):
         signing.verify(self.secret, body, headers)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[CcaasEvent]:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WebhookError("body is not valid JSON") from exc
+        data = load_webhook_json(body)
         if not isinstance(data, dict) or not isinstance(data.get("events"), list):
             raise WebhookError('expected {"events": [...]}')
         return [self._event(item) for item in data["events"]]

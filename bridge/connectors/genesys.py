@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bridge import http, media
-from bridge.connectors.base import Capabilities, Connector, Field
+from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
 from bridge.exceptions import (
     ConfigurationError,
     NotFoundError,
@@ -323,9 +323,7 @@ class GenesysConnector(Connector):
                 TOKENS.drop(key, token)
                 return self._call(method, path, body, retry_auth=False)
             raise
-        if not response.content:
-            return {}
-        return http.json_or_error(response, service=self._service)
+        return http.json_body(response, service=self._service, empty={})
 
     # --- Bridge -> Genesys --------------------------------------------------------------------------
     def _inbound(
@@ -501,10 +499,7 @@ class GenesysConnector(Connector):
             raise SignatureError(f"{SIGNATURE_HEADER} does not match the webhook secret")
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[CcaasEvent]:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WebhookError("body is not JSON") from exc
+        data = load_webhook_json(body)
         if not isinstance(data, dict) or not isinstance(data.get("channel"), dict):
             raise WebhookError("not an Open Messaging NormalizedMessage (no channel)")
         channel = data["channel"]

@@ -179,9 +179,7 @@ class RtConnector(Connector):
         response = http.request(
             self.session, method, f"{self.api}{path}", service=self._service, check_url=True, **kwargs
         )
-        if not response.content:
-            return None
-        return http.json_or_error(response, service=self._service)
+        return http.json_body(response, service=self._service, empty=None)
 
     def _custom_fields(self, ctx: HandoverContext) -> dict[str, Any]:
         mapping = self.config.get("custom_fields") or {}

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import http, ratelimit
-from bridge.connectors.base import Capabilities, Connector, Field
+from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
 from bridge.exceptions import (
     ConfigurationError,
     SignatureError,
@@ -206,9 +206,7 @@ class ZendeskConnector(Connector):
             json=body,
             params=params,
         )
-        if not response.content:
-            return {}
-        return http.json_or_error(response, service=self._service)
+        return http.json_body(response, service=self._service, empty={})
 
     def update_tags(self, ref: InteractionRef, added: list[str], removed: list[str]) -> None:
         """Add and remove the ticket's tags; tags agents set in Zendesk are left alone."""
@@ -352,10 +350,7 @@ class ZendeskConnector(Connector):
             raise SignatureError("signature does not match the webhook secret")
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[CcaasEvent]:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WebhookError("body is not valid JSON") from exc
+        data = load_webhook_json(body)
         if not isinstance(data, dict) or not data.get("type"):
             raise WebhookError("expected a Zendesk event with a type")
         event_id = str(data.get("id") or headers.get("X-Zendesk-Webhook-Invocation-Id") or "")
