@@ -413,24 +413,15 @@ def begin_close(
         link.close_reason = reason.value
         link.closed_by = actor[:150]
         link.save(update_fields=["state", "closing_at", "close_reason", "closed_by"])
-        if close_ccaas:
-            Delivery.objects.create(
-                link=link,
-                kind=Delivery.Kind.CLOSE_CCAAS,
-                lane=Delivery.Lane.TO_CCAAS,
-                phase=2,
-                payload={"reason": reason.value},
-            )
-            engine.enqueue_lane(link.pk, Delivery.Lane.TO_CCAAS)
-        if close_infobip:
-            Delivery.objects.create(
-                link=link,
-                kind=Delivery.Kind.CLOSE_INFOBIP,
-                lane=Delivery.Lane.TO_INFOBIP,
-                phase=2,
-                payload={"reason": reason.value},
-            )
-            engine.enqueue_lane(link.pk, Delivery.Lane.TO_INFOBIP)
+        for wanted, kind, lane in (
+            (close_ccaas, Delivery.Kind.CLOSE_CCAAS, Delivery.Lane.TO_CCAAS),
+            (close_infobip, Delivery.Kind.CLOSE_INFOBIP, Delivery.Lane.TO_INFOBIP),
+        ):
+            if wanted:
+                Delivery.objects.create(
+                    link=link, kind=kind, lane=lane, phase=2, payload={"reason": reason.value}
+                )
+                engine.enqueue_lane(link.pk, lane)
         link.note("closing", f"reason {reason.value}", actor=actor)
         after_delivery(link.pk)
     return True
