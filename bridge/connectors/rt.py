@@ -428,8 +428,8 @@ class RtConnector(Connector):
             if files:
                 names = ", ".join(f["name"] for f in files)
                 text = (text + "\n\n" if text else "") + f"(The agent attached: {names})"
-            if not text:
-                return None
+            # A blank correspondence is still an agent message: the bridge records it and skips it
+            # visibly rather than sending the customer an empty message (or dropping it unseen).
             creator = item.get("Creator") or {}
             return CcaasEvent(
                 id=f"txn:{txn}",
