@@ -18,9 +18,9 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.management.base import BaseCommand, CommandError
 
 from bridge import delivery
+from bridge.demo.fakes import FakeGenericCcaas, FakeInfobip
 from bridge.infobip.client import InfobipClient
 from bridge.models import CcaasEndpoint, ConversationLink, HandoverEvent, Message, State
-from bridge.simulator import FakeGenericCcaas, FakeInfobip
 
 DEMO_SLUG = "demo"
 DEMO_SECRET = "demo-shared-secret"
