@@ -124,10 +124,30 @@ class Connector(ABC):
             raise ConfigurationError(f"endpoint {self.endpoint.slug}: '{name}' is not configured")
         return value
 
+    @classmethod
+    def mode_of(cls, config: Mapping[str, Any] | None) -> str:
+        """ "webhook" or "poll": the config's `mode`, else the only way this kind can hear back."""
+        default = "webhook" if cls.capabilities.webhook else "poll"
+        return str((config or {}).get("mode") or default)
+
+    @classmethod
+    def polled(cls, config: Mapping[str, Any] | None) -> bool:
+        """Whether an endpoint of this kind with this config is polled every interval: the one place
+        the ticker, `bridge_sync` and `bridge_endpoint list` ask. Polled: a kind that always polls
+        (e.g. to notice closes its webhooks never report), or a kind that can poll in poll mode
+        (which is the default mode of a kind without webhooks)."""
+        if cls.capabilities.always_poll:
+            return True
+        return cls.capabilities.poll and cls.mode_of(config) == "poll"
+
     @property
     def mode(self) -> str:
-        default = "webhook" if self.capabilities.webhook else "poll"
-        return str(self.config.get("mode") or default)
+        return self.mode_of(self.config)
+
+    @property
+    def polls(self) -> bool:
+        """Whether this endpoint is polled (see `polled`); one poll cycle is `poll()`."""
+        return self.polled(self.config)
 
     # --- the handover ------------------------------------------------------------------------------
     @abstractmethod

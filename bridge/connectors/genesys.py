@@ -559,6 +559,9 @@ class GenesysConnector(Connector):
                 )
             elif isinstance(item.get("text"), dict) and item["text"].get("body"):
                 parts.append(("TEXT", {"text": str(item["text"]["body"])}))
+        if not parts:
+            # Nothing to show (an empty text): recorded and skipped visibly, never an empty message.
+            parts.append(("TEXT", {"text": ""}))
         events = []
         for index, (content_type, content) in enumerate(parts):
             part_id = message_id if index == 0 else f"{message_id}:{index}"
