@@ -6,6 +6,7 @@ while DEBUG is on; with DEBUG off the bridge refuses to start without its secret
 
 import base64
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -15,7 +16,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# BRIDGE_ENV_FILE names another file, or none when empty (the demo's sandbox reads none).
+ENV_FILE = os.environ.get("BRIDGE_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE:
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 
