@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from bridge import http
 from bridge.connectors.base import Capabilities, Connector, Field, vendor_sequence, vendor_time
-from bridge.exceptions import PermanentError, UpstreamError, WebhookError
+from bridge.exceptions import ConfigurationError, PermanentError, UpstreamError, WebhookError
 from bridge.media import customer_text, render_text
 from bridge.types import (
     AgentMessage,
@@ -156,6 +156,14 @@ class RtConnector(Connector):
             self.session.auth = (str(self.credentials["username"]), str(self.credentials.get("password", "")))
         self.requests_made = 0  # HTTP requests sent by this instance (the poll-cost figure)
 
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        # RT's ticket display page. Reference: https://docs.bestpractical.com/rt/5.0.7/
+        base = str(config.get("base_url") or "").rstrip("/")
+        if not base or not str(ref.interaction_id).isdigit():
+            return None
+        return f"{base}/Ticket/Display.html?id={ref.interaction_id}"
+
     # --- plumbing ----------------------------------------------------------------------------------
     @property
     def api(self) -> str:
@@ -280,7 +288,8 @@ class RtConnector(Connector):
 
     def _attachment(self, message: InfobipMessage) -> dict[str, str] | None:
         """The customer's file, fetched from Infobip's media URL and attached to the ticket. A file
-        that cannot be fetched for good stays a link in the text (already there)."""
+        that cannot be fetched for good, or whose URL the SSRF guard refuses, stays a link in the text
+        (already there)."""
         if message.content_type.upper() not in MEDIA_TYPES:
             return None
         url = (message.content or {}).get("url") or (message.content or {}).get("mediaUrl")
@@ -290,7 +299,7 @@ class RtConnector(Connector):
             response = http.request(
                 http.make_session(), "GET", str(url), service="media", check_url=True, stream=True
             )
-        except PermanentError:
+        except (PermanentError, ConfigurationError):
             return None
         data = response.raw.read(MAX_ATTACHMENT_BYTES + 1, decode_content=True)
         if len(data) > MAX_ATTACHMENT_BYTES:
@@ -427,8 +436,8 @@ class RtConnector(Connector):
             if files:
                 names = ", ".join(f["name"] for f in files)
                 text = (text + "\n\n" if text else "") + f"(The agent attached: {names})"
-            if not text:
-                return None
+            # A blank correspondence is still an agent message: the bridge records it and skips it
+            # visibly rather than sending the customer an empty message (or dropping it unseen).
             creator = item.get("Creator") or {}
             return CcaasEvent(
                 id=f"txn:{txn}",
