@@ -126,6 +126,16 @@ class ChatwootConnector(Connector):
             # Reference: https://developers.chatwoot.com/api-reference/introduction (api_access_token header)
             self.session.headers["api_access_token"] = str(token)
 
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        # The dashboard's conversation page (the URL the Chatwoot UI itself shows), e.g.
+        # https://app.chatwoot.com/app/accounts/1/conversations/42
+        base = str(config.get("base_url") or "").rstrip("/")
+        account = str(config.get("account_id") or "")
+        if not base or not account.isdigit() or not str(ref.interaction_id).isdigit():
+            return None
+        return f"{base}/app/accounts/{account}/conversations/{ref.interaction_id}"
+
     # --- plumbing -----------------------------------------------------------------------------------
     @property
     def _service(self) -> str:

@@ -61,6 +61,11 @@ class GenericConnector(Connector):
             ("webhook", "poll"),
             "webhook",
         ),
+        Field(
+            "interaction_url_template",
+            "Optional link to an interaction in your agent UI, for Infobip's context card, e.g. "
+            "https://desk.example.com/cases/{interaction_id}",
+        ),
     )
     credential_fields = (
         Field("secret", "Shared HMAC secret, both directions", True),

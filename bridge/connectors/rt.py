@@ -157,6 +157,14 @@ class RtConnector(Connector):
             self.session.auth = (str(self.credentials["username"]), str(self.credentials.get("password", "")))
         self.requests_made = 0  # HTTP requests sent by this instance (the poll-cost figure)
 
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        # RT's ticket display page. Reference: https://docs.bestpractical.com/rt/5.0.7/
+        base = str(config.get("base_url") or "").rstrip("/")
+        if not base or not str(ref.interaction_id).isdigit():
+            return None
+        return f"{base}/Ticket/Display.html?id={ref.interaction_id}"
+
     # --- plumbing ----------------------------------------------------------------------------------
     @property
     def api(self) -> str:

@@ -191,6 +191,16 @@ class ZendeskConnector(Connector):
             # Reference: https://developer.zendesk.com/api-reference/introduction/security-and-auth/
             self.session.auth = (f"{self.credentials['email']}/token", str(self.credentials["api_token"]))
 
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        # The agent workspace's ticket page. Reference: https://support.zendesk.com/hc/en-us/articles/4408886165402
+        base = str(config.get("base_url") or "").rstrip("/")
+        if not base and config.get("subdomain"):
+            base = f"https://{config['subdomain']}.zendesk.com"
+        if not base or not str(ref.interaction_id).isdigit():
+            return None
+        return f"{base}/agent/tickets/{ref.interaction_id}"
+
     # --- plumbing -----------------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
