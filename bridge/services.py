@@ -274,7 +274,7 @@ def ingest_events(
                 continue
             result.stored += 1
             note = _apply_event(endpoint, event, row, result)
-            if note:
+            if note or row.link_id:  # the handover it belongs to, for the console and for retention
                 row.note = note[:255]
                 row.save(update_fields=["note", "link"])
         if cursor is not None:
