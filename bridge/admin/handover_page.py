@@ -150,7 +150,7 @@ class HandoverPageMixin:
         link = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if link is not None:
-            deliveries = list(Delivery.objects.filter(link=link).order_by("phase", "sort_at", "id")[:1000])
+            deliveries = list(Delivery.objects.filter(link=link).order_by(*Delivery.LANE_ORDER)[:1000])
             reasons = diagnose(link, deliveries)
             has_failures = any(
                 d.state == Delivery.Status.DEAD or (d.failing_since and not d.is_terminal) for d in deliveries

@@ -8,10 +8,13 @@ database (the services do). Every vendor call ends in success, TransientError or
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
 from bridge.exceptions import ConfigurationError, WebhookError
 from bridge.types import (
@@ -34,6 +37,70 @@ def load_webhook_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookError("body is not valid JSON") from exc
+
+
+# Vendor times outside this range are taken as "no time given" rather than trusted for ordering.
+_SANE_YEARS = (2000, 2200)
+
+
+def vendor_time(value: Any) -> datetime | None:
+    """A contact center's time of a message, as an aware datetime, or None when it gives none that
+    can be read: ISO 8601 (`2026-01-01T10:05:00.000Z`, nanoseconds and `+0000` included, RT's
+    `2026-01-01 10:05:00` read as UTC) or unix seconds (Chatwoot's REST API)."""
+    parsed: datetime | None = None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        try:
+            parsed = datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace("Z", "+00:00")
+        if re.search(r"T.*[+-]\d{4}$", text):
+            text = f"{text[:-2]}:{text[-2:]}"  # +0000 -> +00:00
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromtimestamp(float(text), tz=UTC)
+            except (OverflowError, OSError, ValueError):
+                return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if not _SANE_YEARS[0] <= parsed.year <= _SANE_YEARS[1]:
+        return None
+    return parsed.astimezone(UTC)
+
+
+def vendor_sequence(value: Any) -> int | None:
+    """A contact center's monotonic id (message, comment, transaction id) as an int, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < 2**63 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+        return number if number < 2**63 else None
+    return None
+
+
+def fill_url_template(template: str, ref: InteractionRef) -> str | None:
+    """`template` with {interaction_id}, {conversation_id}, {handover_id} URL-encoded; None when the
+    template names anything else or the interaction id is not known yet."""
+    if not ref.interaction_id:
+        return None
+    values = {
+        "interaction_id": quote(ref.interaction_id, safe=""),
+        "conversation_id": quote(ref.conversation_id, safe=""),
+        "handover_id": quote(ref.handover_id, safe=""),
+    }
+    try:
+        return template.format_map(values)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -124,10 +191,30 @@ class Connector(ABC):
             raise ConfigurationError(f"endpoint {self.endpoint.slug}: '{name}' is not configured")
         return value
 
+    @classmethod
+    def mode_of(cls, config: Mapping[str, Any] | None) -> str:
+        """ "webhook" or "poll": the config's `mode`, else the only way this kind can hear back."""
+        default = "webhook" if cls.capabilities.webhook else "poll"
+        return str((config or {}).get("mode") or default)
+
+    @classmethod
+    def polled(cls, config: Mapping[str, Any] | None) -> bool:
+        """Whether an endpoint of this kind with this config is polled every interval: the one place
+        the ticker, `bridge_sync` and `bridge_endpoint list` ask. Polled: a kind that always polls
+        (e.g. to notice closes its webhooks never report), or a kind that can poll in poll mode
+        (which is the default mode of a kind without webhooks)."""
+        if cls.capabilities.always_poll:
+            return True
+        return cls.capabilities.poll and cls.mode_of(config) == "poll"
+
     @property
     def mode(self) -> str:
-        default = "webhook" if self.capabilities.webhook else "poll"
-        return str(self.config.get("mode") or default)
+        return self.mode_of(self.config)
+
+    @property
+    def polls(self) -> bool:
+        """Whether this endpoint is polled (see `polled`); one poll cycle is `poll()`."""
+        return self.polled(self.config)
 
     # --- the handover ------------------------------------------------------------------------------
     @abstractmethod
@@ -161,6 +248,25 @@ class Connector(ABC):
     def check_connection(self) -> str:
         """Make one harmless authenticated call; return what it showed, or raise an UpstreamError."""
         raise NotImplementedError(f"{self.kind} has no connection test")
+
+    # --- links for people ---------------------------------------------------------------------------
+    @classmethod
+    def interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        """A link that opens the interaction in the contact center's own agent UI, or None.
+
+        Reads only the endpoint's config, never its credentials, and makes no call (the context card
+        asks for it on its request path). Config `interaction_url_template` overrides the kind's own
+        link, with `{interaction_id}`, `{conversation_id}` and `{handover_id}` filled in, URL-encoded:
+        e.g. "https://desk.example.com/cases/{interaction_id}". Only http(s) links are returned.
+        """
+        template = config.get("interaction_url_template")
+        url = fill_url_template(str(template), ref) if template else cls.default_interaction_url(config, ref)
+        return url if url and url.startswith(("https://", "http://")) else None
+
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        """The kind's own deep link (see interaction_url); None when the kind has none."""
+        return None
 
     def webhook_instructions(self) -> str:
         """What to configure on the vendor's side so it calls our webhook."""
