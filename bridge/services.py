@@ -440,12 +440,19 @@ def begin_close(
         to_ccaas = Delivery.objects.filter(link=link, lane=Delivery.Lane.TO_CCAAS)
         opening = to_ccaas.filter(kind=Delivery.Kind.OPEN, state=Delivery.Status.IN_FLIGHT).exists()
         if link.state in (State.REQUESTED, State.FAILED) and not link.interaction_id and not opening:
-            to_ccaas.exclude(state__in=(Delivery.Status.DONE, Delivery.Status.SKIPPED)).update(
+            skipped = to_ccaas.exclude(state__in=(Delivery.Status.DONE, Delivery.Status.SKIPPED)).update(
                 state=Delivery.Status.SKIPPED,
                 done_at=now,
                 cause="",
                 last_error="skipped: closed before the interaction was opened",
             )
+            if skipped:
+                link.note(
+                    "skipped",
+                    f"{deliveries_text(skipped)} to the contact center not sent: closed before the "
+                    "interaction was opened",
+                    actor=actor,
+                )
             close_ccaas = False
         if link.state == State.FAILED:
             others = (

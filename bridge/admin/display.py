@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from bridge.models import Delivery, State
 
@@ -52,6 +53,14 @@ def timeline_label(kind: str) -> str:
     return TIMELINE_LABELS.get(kind) or kind.replace("_", " ").capitalize()
 
 
+def ago(when) -> str:
+    """ "3 minutes ago", "just now": the largest unit only, for narrow list columns."""
+    if when is None:
+        return "—"
+    text = timesince(when).split(",")[0]
+    return "just now" if text.startswith("0\xa0") or text.startswith("0 ") else f"{text} ago"
+
+
 def plural(count: int, singular: str, many: str | None = None) -> str:
     """ "1 handover", "2 handovers"; `many` for irregular plurals ("deliveries")."""
     return f"{count} {singular if count == 1 else (many or singular + 's')}"
@@ -80,6 +89,8 @@ class GuardedActionsMixin:
         action = request.POST.get("action") if request.method == "POST" else None
         if action and action not in self.get_actions(request):
             raise PermissionDenied
+        # "Handovers", not Django's "Select handover to change" (most operators only read).
+        extra_context = {"title": self.model._meta.verbose_name_plural.capitalize(), **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
 

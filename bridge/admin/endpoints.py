@@ -9,10 +9,9 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.timesince import timesince
 
 from bridge import operations
-from bridge.admin.display import GuardedActionsMixin, badge, error_text, pretty_json
+from bridge.admin.display import GuardedActionsMixin, ago, badge, error_text, pretty_json
 from bridge.admin.forms import EndpointForm
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError
@@ -30,7 +29,7 @@ class CcaasEndpointAdmin(GuardedActionsMixin, admin.ModelAdmin):
         "failing",
         "last_success",
         "enabled_badge",
-        "is_default",
+        "default",
         "name",
     )
     list_filter = ("kind", "enabled")
@@ -103,13 +102,17 @@ class CcaasEndpointAdmin(GuardedActionsMixin, admin.ModelAdmin):
     def enabled_badge(self, obj):
         return badge("enabled", "ok") if obj.enabled else badge("disabled", "muted")
 
+    @admin.display(description="Default", boolean=True, ordering="is_default")
+    def default(self, obj):
+        return obj.is_default
+
     @admin.display(description="Health")
     def health(self, obj):
         return badge(*obj.health)
 
     @admin.display(description="Last success", ordering="last_success_at")
     def last_success(self, obj):
-        return f"{timesince(obj.last_success_at).split(',')[0]} ago" if obj.last_success_at else "—"
+        return ago(obj.last_success_at)
 
     @admin.display(description="Last error")
     def error(self, obj):

@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.utils.timesince import timesince
 
 from bridge import operations, services
-from bridge.admin.display import STATE_TONES, ReadOnlyMixin, actor, badge, error_text, plural, short
+from bridge.admin.display import STATE_TONES, ReadOnlyMixin, actor, ago, badge, error_text, plural, short
 from bridge.admin.filters import AttentionFilter, ChannelFilter
 from bridge.admin.forms import CloseActionForm
 from bridge.admin.handover_page import HandoverPageMixin
@@ -98,7 +98,7 @@ class ConversationLinkAdmin(HandoverPageMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Last activity", ordering="last_activity_at")
     def activity(self, obj):
-        return f"{timesince(obj.last_activity_at).split(',')[0]} ago"
+        return ago(obj.last_activity_at)
 
     @admin.display(description="Stuck")
     def stuck_badge(self, obj):
