@@ -45,6 +45,17 @@ def interaction_ref(link: ConversationLink) -> InteractionRef:
 
 def to_infobip_message(row: Message, link: ConversationLink) -> InfobipMessage:
     inbound = row.direction == Message.Direction.INBOUND
+    content = row.content if isinstance(row.content, dict) else {}
+    reply_id = media.reply_reference(content, row.raw) if inbound else ""
+    if reply_id and not isinstance(content.get("replyTo"), dict):
+        # The customer answered an earlier message: carry which one, quoted, so the agent sees it.
+        quoted = (
+            Message.objects.filter(link__conversation_id=link.conversation_id, infobip_message_id=reply_id)
+            .order_by("-created_at")
+            .first()
+        )
+        text = media.render_text(quoted.content_type, quoted.content) if quoted else ""
+        content = {**content, "replyTo": {"id": reply_id, "text": text}}
     return InfobipMessage(
         id=row.infobip_message_id or row.external_id,
         conversation_id=link.conversation_id,
@@ -53,7 +64,7 @@ def to_infobip_message(row: Message, link: ConversationLink) -> InfobipMessage:
         to=link.business_sender if inbound else link.customer_address,
         direction=Direction(row.direction),
         content_type=row.content_type,
-        content=row.content,
+        content=content,
         created_at=row.created_at,
         author_type=AuthorType(row.author_type)
         if row.author_type in AuthorType.__members__
