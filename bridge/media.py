@@ -14,6 +14,7 @@ https://www.infobip.com/docs/api/customer-engagement/conversations/create-messag
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC
 from typing import Any
 
 from bridge.types import InfobipMessage
@@ -198,6 +199,23 @@ def reply_reference(content: Any, raw: Any = None) -> str:
         if source.get("replyToMessageId"):
             return str(source["replyToMessageId"])
     return ""
+
+
+def recovered_mark(message: InfobipMessage) -> str:
+    """The visible mark of a message that reached the bridge late (found by reconciliation, so later
+    messages may have gone first), with the time the customer wrote it; "" for any other message."""
+    if not message.recovered:
+        return ""
+    when = message.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"[Recovered, sent late: written {when}]"
+
+
+def customer_text(message: InfobipMessage) -> str:
+    """What a text-only contact center shows for a customer-side message: render_text, preceded by
+    the recovered mark when the message arrived late."""
+    text = render_text(message.content_type, message.content)
+    mark = recovered_mark(message)
+    return f"{mark} {text}" if mark and text else mark or text
 
 
 def for_connector(message: InfobipMessage, *, attachments: bool) -> InfobipMessage:
