@@ -203,12 +203,16 @@ def handle_message(delivery: Delivery) -> str | None:
             link.note("skipped", f"customer message {row.external_id} has nothing to show; not sent")
             return "skipped: the customer message has nothing to show"
         connector = get_connector(link.endpoint)
-        connector.send_customer_message(
+        own_ids = connector.send_customer_message(
             interaction_ref(link),
             media.for_connector(
-                to_infobip_message(row, link), attachments=connector.capabilities.attachments
+                to_infobip_message(row, link),
+                attachments=connector.capabilities.attachments,
+                recovered_field=connector.capabilities.recovered_field,
             ),
         )
+        for own_id in own_ids or []:
+            remember_own(link, row, OwnMessage.Side.CCAAS, own_id)
         return None
     return _send_to_customer(delivery, link, row)
 
