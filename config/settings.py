@@ -7,6 +7,7 @@ while DEBUG is on; with DEBUG off the bridge refuses to start without its secret
 import base64
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import environ
@@ -225,6 +226,22 @@ BRIDGE_INFOBIP_SUBSCRIPTION_ID = env.str("BRIDGE_INFOBIP_SUBSCRIPTION_ID", defau
 # While migrating from the legacy account-configuration webhook (which cannot sign), accept its
 # unsigned message bodies even when Subscriptions security is configured.
 BRIDGE_INFOBIP_ACCEPT_UNSIGNED_LEGACY = env.bool("BRIDGE_INFOBIP_ACCEPT_UNSIGNED_LEGACY", default=False)
+
+# Infobip's custom context card (GET/POST /api/context-card/): its own bearer token (unset: the card
+# is off), and the origins allowed to embed its HTML (CSP frame-ancestors) and to call it from a browser.
+BRIDGE_CARD_TOKEN = env.str("BRIDGE_CARD_TOKEN", default="")
+if BRIDGE_CARD_TOKEN and BRIDGE_CARD_TOKEN in (BRIDGE_API_TOKEN, BRIDGE_INBOUND_TOKEN):
+    raise ImproperlyConfigured(
+        "BRIDGE_CARD_TOKEN must differ from BRIDGE_API_TOKEN and BRIDGE_INBOUND_TOKEN."
+    )
+if BRIDGE_CARD_TOKEN and len(BRIDGE_CARD_TOKEN) < 32:
+    raise ImproperlyConfigured("BRIDGE_CARD_TOKEN must be at least 32 characters.")
+BRIDGE_CARD_ORIGINS = env.list("BRIDGE_CARD_ORIGINS", default=["https://portal.infobip.com"])
+for _origin in BRIDGE_CARD_ORIGINS:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.*-]+(:[0-9]{1,5})?", _origin):
+        raise ImproperlyConfigured(
+            f"BRIDGE_CARD_ORIGINS: {_origin!r} is not an origin like https://portal.infobip.com"
+        )
 
 LOGGING = {
     "version": 1,

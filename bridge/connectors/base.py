@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
 from bridge.exceptions import ConfigurationError, WebhookError
 from bridge.types import (
@@ -34,6 +35,22 @@ def load_webhook_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookError("body is not valid JSON") from exc
+
+
+def fill_url_template(template: str, ref: InteractionRef) -> str | None:
+    """`template` with {interaction_id}, {conversation_id}, {handover_id} URL-encoded; None when the
+    template names anything else or the interaction id is not known yet."""
+    if not ref.interaction_id:
+        return None
+    values = {
+        "interaction_id": quote(ref.interaction_id, safe=""),
+        "conversation_id": quote(ref.conversation_id, safe=""),
+        "handover_id": quote(ref.handover_id, safe=""),
+    }
+    try:
+        return template.format_map(values)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,25 @@ class Connector(ABC):
     def check_connection(self) -> str:
         """Make one harmless authenticated call; return what it showed, or raise an UpstreamError."""
         raise NotImplementedError(f"{self.kind} has no connection test")
+
+    # --- links for people ---------------------------------------------------------------------------
+    @classmethod
+    def interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        """A link that opens the interaction in the contact center's own agent UI, or None.
+
+        Reads only the endpoint's config, never its credentials, and makes no call (the context card
+        asks for it on its request path). Config `interaction_url_template` overrides the kind's own
+        link, with `{interaction_id}`, `{conversation_id}` and `{handover_id}` filled in, URL-encoded:
+        e.g. "https://desk.example.com/cases/{interaction_id}". Only http(s) links are returned.
+        """
+        template = config.get("interaction_url_template")
+        url = fill_url_template(str(template), ref) if template else cls.default_interaction_url(config, ref)
+        return url if url and url.startswith(("https://", "http://")) else None
+
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        """The kind's own deep link (see interaction_url); None when the kind has none."""
+        return None
 
     def webhook_instructions(self) -> str:
         """What to configure on the vendor's side so it calls our webhook."""
