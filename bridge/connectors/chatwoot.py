@@ -26,9 +26,16 @@ from datetime import UTC
 from typing import Any
 
 from bridge import http
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_sequence,
+    vendor_time,
+)
 from bridge.exceptions import ConfigurationError, SignatureError, UpstreamError, WebhookError
-from bridge.media import render_text
+from bridge.media import customer_text, render_text
 from bridge.types import (
     AgentMessage,
     AuthorType,
@@ -286,9 +293,7 @@ class ChatwootConnector(Connector):
         )
 
     def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
-        self._post_message(
-            ref.interaction_id, message_text(message.content_type, message.content), private=False
-        )
+        self._post_message(ref.interaction_id, customer_text(message), private=False)
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {
@@ -416,6 +421,10 @@ class ChatwootConnector(Connector):
                 content=content,
                 agent_id=str(sender["id"]) if sender.get("id") is not None else None,
                 agent_name=sender.get("name"),
+                # Chatwoot's message ids grow with every message; created_at is ISO in webhooks and
+                # unix seconds in the REST API.
+                sent_at=vendor_time(data.get("created_at")),
+                sequence=vendor_sequence(data.get("id")),
             ),
             raw=data,
             original_type=kind,

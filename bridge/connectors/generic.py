@@ -14,7 +14,14 @@ from urllib.parse import quote
 import requests
 
 from bridge import http, signing
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_sequence,
+    vendor_time,
+)
 from bridge.exceptions import TransientError, UpstreamError, WebhookError
 from bridge.types import (
     AgentMessage,
@@ -34,8 +41,9 @@ PROTOCOL_CLOSE_REASONS = {"CONVERSATION_CLOSED", "IDLE_TIMEOUT", "OPERATOR"}
 
 
 def message_json(message: InfobipMessage) -> dict[str, Any]:
-    """A message as the protocol carries it; authorType, contentType and content are Infobip's."""
-    return {
+    """A message as the protocol carries it; authorType, contentType and content are Infobip's.
+    `"recovered": true` marks a message found late by reconciliation (createdAt is when it was written)."""
+    body = {
         "id": message.id,
         "direction": message.direction.value,
         "authorType": message.author_type.value,
@@ -43,6 +51,9 @@ def message_json(message: InfobipMessage) -> dict[str, Any]:
         "content": message.content,
         "createdAt": message.created_at.isoformat(),
     }
+    if message.recovered:
+        body["recovered"] = True
+    return body
 
 
 class GenericConnector(Connector):
@@ -241,6 +252,9 @@ class GenericConnector(Connector):
                 content=payload["content"],
                 agent_id=str(agent["id"]) if agent.get("id") is not None else None,
                 agent_name=agent.get("name"),
+                # Optional: the contact center's order of its agent messages.
+                sent_at=vendor_time(payload.get("createdAt")),
+                sequence=vendor_sequence(payload.get("sequence")),
             )
         # Extension: {"type": "typing", "interactionId", "typing": true|false} (absent means true).
         typing = _flag(item.get("typing")) if event_type == EventType.TYPING else True

@@ -24,7 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import http, ratelimit
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_sequence,
+    vendor_time,
+)
 from bridge.exceptions import (
     ConfigurationError,
     SignatureError,
@@ -32,7 +39,7 @@ from bridge.exceptions import (
     UpstreamError,
     WebhookError,
 )
-from bridge.media import render_text
+from bridge.media import customer_text, render_text
 from bridge.types import (
     AgentMessage,
     AuthorType,
@@ -330,7 +337,7 @@ class ZendeskConnector(Connector):
         if not requester_id:
             raise ConfigurationError(f"handover {ref.handover_id}: the ticket's requester id is not known")
         comment = {
-            "body": message_text(message.content_type, message.content),
+            "body": customer_text(message),
             "author_id": int(requester_id),
             "public": True,
         }
@@ -414,6 +421,9 @@ class ZendeskConnector(Connector):
                         content=_comment_content(comment),
                         agent_id=str(author["id"]) if author.get("id") is not None else None,
                         agent_name=author.get("name"),
+                        # The event's time, then the comment id (Zendesk's ids grow).
+                        sent_at=vendor_time(comment.get("created_at") or data.get("time")),
+                        sequence=vendor_sequence(comment.get("id")),
                     ),
                     raw=data,
                     original_type=kind,
@@ -503,6 +513,8 @@ class ZendeskConnector(Connector):
                             content_type="TEXT",
                             content=content,
                             agent_id=str(comment.get("author_id")),
+                            sent_at=vendor_time(comment.get("created_at")),
+                            sequence=comment_id,
                         ),
                         raw=comment,
                         original_type="comment",
