@@ -16,7 +16,7 @@ from django.utils import timezone
 from bridge import media
 from bridge.connectors import get_connector
 from bridge.exceptions import ConversationClosedError, NotFoundError, PermanentError
-from bridge.models import ConversationLink, Delivery, Message, State, Tag
+from bridge.models import ConversationLink, Delivery, Message, OwnMessage, State, Tag
 from bridge.services import ROUTE_BACK_TAG, choose_endpoint, infobip_client
 from bridge.types import (
     AuthorType,
@@ -45,6 +45,17 @@ def interaction_ref(link: ConversationLink) -> InteractionRef:
 
 def to_infobip_message(row: Message, link: ConversationLink) -> InfobipMessage:
     inbound = row.direction == Message.Direction.INBOUND
+    content = row.content if isinstance(row.content, dict) else {}
+    reply_id = media.reply_reference(content, row.raw) if inbound else ""
+    if reply_id and not isinstance(content.get("replyTo"), dict):
+        # The customer answered an earlier message: carry which one, quoted, so the agent sees it.
+        quoted = (
+            Message.objects.filter(link__conversation_id=link.conversation_id, infobip_message_id=reply_id)
+            .order_by("-created_at")
+            .first()
+        )
+        text = media.render_text(quoted.content_type, quoted.content) if quoted else ""
+        content = {**content, "replyTo": {"id": reply_id, "text": text}}
     return InfobipMessage(
         id=row.infobip_message_id or row.external_id,
         conversation_id=link.conversation_id,
@@ -53,12 +64,13 @@ def to_infobip_message(row: Message, link: ConversationLink) -> InfobipMessage:
         to=link.business_sender if inbound else link.customer_address,
         direction=Direction(row.direction),
         content_type=row.content_type,
-        content=row.content,
+        content=content,
         created_at=row.created_at,
         author_type=AuthorType(row.author_type)
         if row.author_type in AuthorType.__members__
         else AuthorType.CUSTOMER,
         raw=row.raw,
+        recovered=row.recovered,
     )
 
 
@@ -205,7 +217,8 @@ def handle_message(delivery: Delivery) -> str | None:
 def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) -> str | None:
     """Create Message on Infobip, one per part: the text (in parts when longer than Infobip's limit),
     then each attachment as Infobip's IMAGE/DOCUMENT/VIDEO/AUDIO. The parts already sent are
-    remembered, so a retry never repeats one."""
+    remembered, so a retry never repeats one, and so is every part's Infobip message id, so the
+    OUTBOUND_MESSAGE event Infobip sends for each part is known as the bridge's own."""
     parts = media.outbound_parts(row.content_type, row.content)
     if not parts:
         link.note("skipped", f"agent message {row.external_id} has nothing to show; not sent to the customer")
@@ -226,8 +239,10 @@ def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) 
             content_type=content_type,
             content=content,
         )
-        if index == 0 and isinstance(answer, dict) and answer.get("id"):
-            Message.objects.filter(pk=row.pk).update(infobip_message_id=str(answer["id"]))
+        if isinstance(answer, dict) and answer.get("id"):
+            remember_own(link, row, OwnMessage.Side.INFOBIP, str(answer["id"]), part=index)
+            if index == 0:
+                Message.objects.filter(pk=row.pk).update(infobip_message_id=str(answer["id"]))
         Delivery.objects.filter(pk=delivery.pk).update(
             payload={**(delivery.payload or {}), "parts_sent": index + 1, "parts": len(parts)}
         )
@@ -286,6 +301,13 @@ def handle_route_back(delivery: Delivery) -> str | None:
         return "skipped: the conversation is closed on Infobip"
     link.note("routed_back", f"conversation routed to Infobip's agents, tagged {tag}")
     return None
+
+
+def remember_own(link: ConversationLink, row: Message | None, side: str, external_id: str, *, part: int = 0):
+    """Remember the id another system gave a message the bridge created there (see OwnMessage)."""
+    OwnMessage.objects.get_or_create(
+        link=link, side=side, external_id=external_id[:255], defaults={"message": row, "part": part}
+    )
 
 
 HANDLERS = {

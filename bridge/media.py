@@ -14,14 +14,24 @@ https://www.infobip.com/docs/api/customer-engagement/conversations/create-messag
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC
 from typing import Any
 
 from bridge.types import InfobipMessage
 
 TEXT_MAX = 4096  # Infobip's limit for content.text
+QUOTE_MAX = 200  # characters of a replied-to message quoted in a reply
 MEDIA_TYPES = ("IMAGE", "DOCUMENT", "VIDEO", "AUDIO", "FILE")
 # Content types that a customer's choice (a tapped button, a picked list row) arrives as.
-BUTTON_REPLIES = ("INTERACTIVE_BUTTON_REPLY", "BUTTON_REPLY", "BUTTON_RESPONSE", "POSTBACK", "QUICK_REPLY")
+# BUTTON is the legacy webhook's quick-reply tap: {"text": <button text>, "payload": <its payload>}.
+BUTTON_REPLIES = (
+    "INTERACTIVE_BUTTON_REPLY",
+    "BUTTON_REPLY",
+    "BUTTON_RESPONSE",
+    "BUTTON",
+    "POSTBACK",
+    "QUICK_REPLY",
+)
 LIST_REPLIES = ("INTERACTIVE_LIST_REPLY", "LIST_REPLY", "LIST_PICKER_RESPONSE")
 CHOICE_REPLIES = (*BUTTON_REPLIES, *LIST_REPLIES, "SUGGESTION_RESPONSE")
 _EXTENSIONS = {
@@ -49,6 +59,13 @@ def derive_content_type(content: Any) -> str | None:
             return "INTERACTIVE_LIST_REPLY"
         return "INTERACTIVE_BUTTON_REPLY"
     url = content.get("url") or content.get("mediaUrl")
+    if (
+        not url
+        and content.get("payload") not in (None, "")
+        and not isinstance(content.get("payload"), dict)
+        and (content.get("text") or content.get("title"))
+    ):
+        return "BUTTON"  # a quick-reply tap: its payload is what the bot (and the agent) acts on
     if isinstance(url, str) and url:
         kind = kind_from_name(url)
         if kind:
@@ -96,14 +113,39 @@ def _contact_line(contact: dict[str, Any]) -> str:
     emails = ", ".join(
         str(e.get("email")) for e in contact.get("emails") or [] if isinstance(e, dict) and e.get("email")
     )
-    return ", ".join(x for x in (str(name or "").strip(), phones, emails) if x)
+    org = contact.get("org") if isinstance(contact.get("org"), dict) else {}
+    company = _clean(org.get("company"), org.get("title"))
+    urls = ", ".join(
+        str(u.get("url")) for u in contact.get("urls") or [] if isinstance(u, dict) and u.get("url")
+    )
+    addresses = "; ".join(
+        _clean(*(a.get(k) for k in ("street", "city", "zip", "state", "country")))
+        for a in contact.get("addresses") or []
+        if isinstance(a, dict)
+    )
+    return ", ".join(
+        x for x in (str(name or "").strip(), company, phones, emails, urls, addresses.strip("; ")) if x
+    )
 
 
 def render_text(content_type: str, content: dict[str, Any]) -> str:
     """A readable, plain-text rendering of any content (with the link for media), e.g.
     `[Image] https://… caption`, `[Location] Shop, High St (51.17, -1.82) https://maps…`,
-    `[Contact] Ana Li, +44…`, `[Button reply] Yes (yes-1)`."""
+    `[Contact] Ana Li, +44…`, `[Button reply] Yes, book it (BOOK_SLOT_0930)`; a reply to an
+    earlier message ends with `(in reply to: "…")`."""
     content = content if isinstance(content, dict) else {}
+    text = _render(content_type, content)
+    reply = content.get("replyTo")
+    if isinstance(reply, dict) and (reply.get("text") or reply.get("id")):
+        quoted = str(reply.get("text") or "").strip()
+        if len(quoted) > QUOTE_MAX:
+            quoted = quoted[: QUOTE_MAX - 1] + "…"  # a quote of an earlier message, shown in full there
+        about = f'in reply to: "{quoted}"' if quoted else f"in reply to message {reply.get('id')}"
+        text = _clean(text, f"({about})")
+    return text
+
+
+def _render(content_type: str, content: dict[str, Any]) -> str:
     kind = (content_type or "TEXT").upper()
     text = content.get("text")
     if kind == "TEXT":
@@ -140,10 +182,48 @@ def render_text(content_type: str, content: dict[str, Any]) -> str:
     return _clean(f"[{kind.replace('_', ' ').capitalize()}]", url if isinstance(url, str) else "")
 
 
+def reply_reference(content: Any, raw: Any = None) -> str:
+    """The id of the earlier message a customer's message answers, where Infobip (or the channel
+    behind it) says so: `context.id` (WhatsApp), `replyTo`, `replyToMessageId`; "" otherwise."""
+    for source in (content, raw):
+        if not isinstance(source, dict):
+            continue
+        context = source.get("context")
+        if isinstance(context, dict) and (context.get("id") or context.get("messageId")):
+            return str(context.get("id") or context.get("messageId"))
+        reply = source.get("replyTo")
+        if isinstance(reply, dict) and (reply.get("id") or reply.get("messageId")):
+            return str(reply.get("id") or reply.get("messageId"))
+        if isinstance(reply, str) and reply:
+            return reply
+        if source.get("replyToMessageId"):
+            return str(source["replyToMessageId"])
+    return ""
+
+
+def recovered_mark(message: InfobipMessage) -> str:
+    """The visible mark of a message that reached the bridge late (found by reconciliation, so later
+    messages may have gone first), with the time the customer wrote it; "" for any other message."""
+    if not message.recovered:
+        return ""
+    when = message.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"[Recovered, sent late: written {when}]"
+
+
+def customer_text(message: InfobipMessage) -> str:
+    """What a text-only contact center shows for a customer-side message: render_text, preceded by
+    the recovered mark when the message arrived late."""
+    text = render_text(message.content_type, message.content)
+    mark = recovered_mark(message)
+    return f"{mark} {text}" if mark and text else mark or text
+
+
 def for_connector(message: InfobipMessage, *, attachments: bool) -> InfobipMessage:
     """The message as a connector should receive it: unchanged when it carries media and rich content
-    itself (Capabilities.attachments), else anything but text rendered as a readable TEXT."""
-    if attachments or message.content_type.upper() == "TEXT":
+    itself (Capabilities.attachments), else anything but a plain text rendered as a readable TEXT
+    (a text that answers an earlier message carries the quote)."""
+    plain = message.content_type.upper() == "TEXT" and not isinstance(message.content.get("replyTo"), dict)
+    if attachments or plain:
         return message
     return dataclasses.replace(
         message,

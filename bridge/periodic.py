@@ -15,10 +15,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bridge import delivery as engine
-from bridge import handlers, reconcile, services
+from bridge import handlers, reconcile, retention, services
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError
 from bridge.models import CcaasEndpoint, Lease
+
+# How often the retention pass runs when a retention period is set.
+RETENTION_EVERY_SECONDS = 3600
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def release_lease(name: str, token: str) -> None:
 
 # --- polling -------------------------------------------------------------------------------------
 def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
-    """One poll of one endpoint; never two at once for the same endpoint (F17)."""
+    """One poll of one endpoint; never two at once for the same endpoint (fault F17 in docs/reliability.md)."""
     endpoint = CcaasEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
     if endpoint is None:
         return None
@@ -158,6 +161,14 @@ def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
             reconcile.reconcile_all()
         else:
             async_task("bridge.reconcile.reconcile_all", task_name="reconcile")
+    # Retention (bridge.retention): at most once an hour, when a period is set.
+    if (settings.BRIDGE_RETENTION_DAYS or settings.BRIDGE_RAW_RETENTION_DAYS) and acquire_lease(
+        "retention", RETENTION_EVERY_SECONDS
+    ) is not None:
+        if inline:
+            retention.apply()
+        else:
+            async_task("bridge.tasks.apply_retention", task_name="retention")
     result.stuck = services.flag_stuck()
     result.idle_closed = services.close_idle()
     if inline:

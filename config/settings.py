@@ -208,6 +208,10 @@ BRIDGE_TICK_SECONDS = env.float("BRIDGE_TICK_SECONDS", default=1)
 BRIDGE_HTTP_CONNECT_TIMEOUT = env.float("BRIDGE_HTTP_CONNECT_TIMEOUT", default=5)
 BRIDGE_HTTP_READ_TIMEOUT = env.float("BRIDGE_HTTP_READ_TIMEOUT", default=30)
 BRIDGE_ALLOW_PRIVATE_URLS = env.bool("BRIDGE_ALLOW_PRIVATE_URLS", default=False)
+# Data retention (bridge.retention), off by default: days after a handover ended before its message
+# content is removed, and days after receipt before raw vendor payloads are removed.
+BRIDGE_RETENTION_DAYS = env.float("BRIDGE_RETENTION_DAYS", default=0)
+BRIDGE_RAW_RETENTION_DAYS = env.float("BRIDGE_RAW_RETENTION_DAYS", default=0)
 
 # Infobip side (docs/infobip.md). Reconciliation re-reads open conversations' messages this often,
 # so a dropped Infobip webhook costs at most one interval; the overlap re-reads a little earlier.

@@ -8,9 +8,11 @@ database (the services do). Every vendor call ends in success, TransientError or
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -35,6 +37,54 @@ def load_webhook_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookError("body is not valid JSON") from exc
+
+
+# Vendor times outside this range are taken as "no time given" rather than trusted for ordering.
+_SANE_YEARS = (2000, 2200)
+
+
+def vendor_time(value: Any) -> datetime | None:
+    """A contact center's time of a message, as an aware datetime, or None when it gives none that
+    can be read: ISO 8601 (`2026-01-01T10:05:00.000Z`, nanoseconds and `+0000` included, RT's
+    `2026-01-01 10:05:00` read as UTC) or unix seconds (Chatwoot's REST API)."""
+    parsed: datetime | None = None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        try:
+            parsed = datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace("Z", "+00:00")
+        if re.search(r"T.*[+-]\d{4}$", text):
+            text = f"{text[:-2]}:{text[-2:]}"  # +0000 -> +00:00
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromtimestamp(float(text), tz=UTC)
+            except (OverflowError, OSError, ValueError):
+                return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if not _SANE_YEARS[0] <= parsed.year <= _SANE_YEARS[1]:
+        return None
+    return parsed.astimezone(UTC)
+
+
+def vendor_sequence(value: Any) -> int | None:
+    """A contact center's monotonic id (message, comment, transaction id) as an int, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < 2**63 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+        return number if number < 2**63 else None
+    return None
 
 
 def fill_url_template(template: str, ref: InteractionRef) -> str | None:

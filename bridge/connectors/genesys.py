@@ -37,7 +37,13 @@ from typing import Any
 from urllib.parse import quote
 
 from bridge import http, media
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_time,
+)
 from bridge.exceptions import (
     ConfigurationError,
     NotFoundError,
@@ -459,7 +465,7 @@ class GenesysConnector(Connector):
             ref.customer.display_name or ref.customer.address,
             message.id,
             message.created_at,
-            media.render_text(message.content_type, message.content),
+            media.customer_text(message),
         )
 
     def _conversation_id(self, ref: InteractionRef) -> str | None:
@@ -595,6 +601,8 @@ class GenesysConnector(Connector):
                         content=content,
                         agent_id=agent_id,
                         agent_name=agent_name,
+                        # Genesys gives no sequence; its time of the message orders the replies.
+                        sent_at=vendor_time((data.get("channel") or {}).get("time")),
                     ),
                     raw=data,
                     original_type=str(data.get("type")),

@@ -1,7 +1,7 @@
 """Simulated Infobip and generic contact-center servers on loopback.
 
 `bridge_demo` runs a whole handover against them with no account anywhere, and the end-to-end and
-fault tests use them as real HTTP peers. They answer as Infobip's spec and CONTRACT.md §4 describe,
+fault tests use them as real HTTP peers. They answer as Infobip's spec and docs/protocol.md describe,
 record every request, and can be told to fail (status, Retry-After, connection reset, hang).
 """
 
@@ -619,7 +619,7 @@ class FakeInfobip(FakeServer):
 
 
 class FakeGenericCcaas(FakeServer):
-    """A contact center speaking the generic protocol (CONTRACT.md §4), in webhook or poll mode."""
+    """A contact center speaking the generic protocol (docs/protocol.md), in webhook or poll mode."""
 
     name = "fake-ccaas"
 
@@ -634,6 +634,7 @@ class FakeGenericCcaas(FakeServer):
         self.by_key: dict[str, str] = {}
         self.received_keys: list[str] = []
         self.events: list[dict[str, Any]] = []
+        self.events_per_page = 50  # GET /events answers at most this many, with "hasMore"
         self.route("POST", r"/bridge/interactions", self._open)
         self.route("POST", r"/bridge/interactions/([^/]+)/messages", self._message)
         self.route("POST", r"/bridge/interactions/([^/]+)/close", self._close)
@@ -702,8 +703,9 @@ class FakeGenericCcaas(FakeServer):
         after = req.query.get("after", [None])[0]
         start = int(after) if after else 0
         with self.lock:
-            batch = self.events[start : start + 50]
-        return 200, {"events": batch, "cursor": str(start + len(batch))}
+            batch = self.events[start : start + self.events_per_page]
+            more = start + len(batch) < len(self.events)
+        return 200, {"events": batch, "cursor": str(start + len(batch)), "hasMore": more}
 
     # --- what agents do ----------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> requests.Response | None:

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bridge', '0004_route_back_delivery_kind'),
+        ('bridge', '0005_sender_order_and_own_messages'),
     ]
 
     operations = [
