@@ -34,7 +34,7 @@ class EventOutcome:
 def record_infobip_event(event) -> EventOutcome:
     """Store one Infobip Subscriptions event (deduplicated) and act on it. `event` is a
     bridge.infobip.events.ConversationEvent. Every type is stored and visible in the admin, except
-    messages of conversations with no open handover: nothing of their text is kept (F7)."""
+    messages of conversations with no open handover: nothing of their text is kept (fault F7 in docs/reliability.md)."""
     if event.type in ("INBOUND_MESSAGE", "OUTBOUND_MESSAGE") and not (
         event.conversation_id
         and ConversationLink.objects.open().filter(conversation_id=event.conversation_id).exists()

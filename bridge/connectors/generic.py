@@ -1,4 +1,4 @@
-"""The generic CCaaS protocol (CONTRACT.md §4): for contact centers that implement a small HTTP API.
+"""The generic CCaaS protocol (docs/protocol.md): for contact centers that implement a small HTTP API.
 
 Requests are signed (X-Bridge-Timestamp, X-Bridge-Signature) and carry a stable Idempotency-Key;
 webhooks are verified the same way; poll mode reads GET /events?after=<cursor>.

@@ -1,7 +1,7 @@
 """Simulated Infobip and generic contact-center servers on loopback.
 
 `bridge_demo` runs a whole handover against them with no account anywhere, and the end-to-end and
-fault tests use them as real HTTP peers. They answer as Infobip's spec and CONTRACT.md §4 describe,
+fault tests use them as real HTTP peers. They answer as Infobip's spec and docs/protocol.md describe,
 record every request, and can be told to fail (status, Retry-After, connection reset, hang).
 """
 
@@ -491,7 +491,7 @@ class FakeInfobip(FakeServer):
 
 
 class FakeGenericCcaas(FakeServer):
-    """A contact center speaking the generic protocol (CONTRACT.md §4), in webhook or poll mode."""
+    """A contact center speaking the generic protocol (docs/protocol.md), in webhook or poll mode."""
 
     name = "fake-ccaas"
 
