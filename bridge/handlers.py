@@ -141,7 +141,8 @@ def handle_open(delivery: Delivery) -> str | None:
         history=[media.for_connector(m, attachments=connector.capabilities.attachments) for m in history],
     )
     result = connector.open_interaction(ctx)
-    if settings.INFOBIP_AGENT_ID:
+    if settings.INFOBIP_AGENT_ID and not link.bot_id:
+        # In external-bot mode the conversation stays assigned to the bot, which writes as itself.
         client.change_assignment(link.conversation_id, settings.INFOBIP_AGENT_ID)
     now = timezone.now()
     with transaction.atomic():
@@ -244,6 +245,10 @@ def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) 
         return "skipped: the agent message has nothing to show (no text, media or attachment)"
     sent = int((delivery.payload or {}).get("parts_sent", 0))
     client = infobip_client()
+    if link.bot_id:
+        # External-bot mode: "x-agent-id ... is bot id and is used as bots identity" (Infobip's bots
+        # documentation); INFOBIP_AGENT_ID does not apply.
+        client.agent_id = link.bot.bot_id
     for index in range(sent, len(parts)):
         content_type, content = parts[index]
         answer = client.create_message(
@@ -274,7 +279,14 @@ def handle_close_ccaas(delivery: Delivery) -> str | None:
 
 
 def handle_close_infobip(delivery: Delivery) -> str | None:
-    link = ConversationLink.objects.get(pk=delivery.link_id)
+    link = ConversationLink.objects.select_related("endpoint").get(pk=delivery.link_id)
+    if link.bot_id:
+        from bridge import bots  # external-bot mode: the endpoint's policy says how to let go
+
+        try:
+            return bots.release(link)
+        except (NotFoundError, ConversationClosedError):
+            return "skipped: the conversation is closed or unknown on Infobip"
     try:
         changed = infobip_client().close_conversation(link.conversation_id)
     except NotFoundError:

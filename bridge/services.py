@@ -514,7 +514,9 @@ def _queue_route_back(link: ConversationLink) -> None:
     engine's schedule, dead-lettered visibly, re-drivable from the admin."""
     endpoint = link.endpoint
     config = (endpoint.config or {}) if endpoint else {}
-    if config.get("on_open_failure") != ON_OPEN_FAILURE_ROUTE:
+    if config.get("on_open_failure") != ON_OPEN_FAILURE_ROUTE and not link.bot_id:
+        # A conversation that came through an external bot stays the bot's until it is routed: left
+        # there, every customer message would reach the bridge and try to open it again.
         return
     pending = Delivery.objects.filter(link=link, kind=Delivery.Kind.ROUTE_BACK)
     if pending.exclude(state__in=Delivery.TERMINAL_STATES).exists():
