@@ -117,6 +117,11 @@ class Capabilities:
     # carries "recovered" (a customer message found late) as a field of its own; else the bridge puts
     # a visible mark with the message's original time in front of the text the agent reads
     recovered_field: bool = False
+    # The longest customer message the contact center takes, and the unit it counts in
+    # ("characters", "utf16" code units or UTF-8 "bytes"); 0: no limit. Longer messages are sent in
+    # parts within it, in order, each once (never cut).
+    text_limit: int = 0
+    text_unit: str = "characters"
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,13 @@ class Connector(ABC):
                         int(value)
                     except (TypeError, ValueError):
                         problems.append(f"{what}: '{item.name}' must be a whole number")
+        limit = config.get("max_text_length")
+        if limit not in (None, ""):
+            try:
+                if int(limit) < 1:
+                    raise ValueError
+            except (TypeError, ValueError):
+                problems.append("config: 'max_text_length' must be a whole number of at least 1")
         mode = config.get("mode")
         if mode == "poll" and not cls.capabilities.poll:
             problems.append(f"config: {cls.kind} cannot poll; use mode 'webhook'")
@@ -213,6 +225,20 @@ class Connector(ABC):
     @property
     def mode(self) -> str:
         return self.mode_of(self.config)
+
+    @property
+    def text_limit(self) -> int:
+        """The longest customer message this endpoint takes (in `capabilities.text_unit`): the
+        vendor's limit, or the config's `max_text_length` when smaller (or when the vendor has
+        none); 0 means no limit."""
+        vendor = self.capabilities.text_limit
+        try:
+            configured = int(self.config.get("max_text_length") or 0)
+        except (TypeError, ValueError):
+            configured = 0
+        if configured > 0:
+            return min(configured, vendor) if vendor else configured
+        return vendor
 
     @property
     def polls(self) -> bool:
