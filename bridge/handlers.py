@@ -203,15 +203,35 @@ def handle_message(delivery: Delivery) -> str | None:
         if not media.has_content(row.content_type, row.content):
             link.note("skipped", f"customer message {row.external_id} has nothing to show; not sent")
             return "skipped: the customer message has nothing to show"
-        connector = get_connector(link.endpoint)
-        connector.send_customer_message(
-            interaction_ref(link),
-            media.for_connector(
-                to_infobip_message(row, link), attachments=connector.capabilities.attachments
-            ),
-        )
-        return None
+        return _send_to_ccaas(delivery, link, row)
     return _send_to_customer(delivery, link, row)
+
+
+def _send_to_ccaas(delivery: Delivery, link: ConversationLink, row: Message) -> str | None:
+    """Send a customer message to the interaction: in parts, in order, when it is longer than the
+    contact center takes (Connector.text_limit, in its unit). The parts already sent are
+    remembered on the delivery, so a retry never repeats one."""
+    connector = get_connector(link.endpoint)
+    message = media.for_connector(
+        to_infobip_message(row, link), attachments=connector.capabilities.attachments
+    )
+    unit = connector.capabilities.text_unit
+    parts = media.split_for_limit(message, connector.text_limit, unit)
+    payload = dict(delivery.payload or {})
+    sent = int(payload.get("parts_sent", 0))
+    ref = interaction_ref(link)
+    for index in range(sent, len(parts)):
+        connector.send_customer_message(ref, parts[index])
+        if len(parts) > 1:
+            payload.update(parts_sent=index + 1, parts=len(parts))
+            Delivery.objects.filter(pk=delivery.pk).update(payload=payload)
+    if len(parts) > 1 and sent < len(parts):
+        link.note(
+            "split",
+            f"customer message {row.external_id} sent in {len(parts)} parts: the contact center "
+            f"takes at most {connector.text_limit} {unit} a message",
+        )
+    return None
 
 
 def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) -> str | None:

@@ -87,7 +87,16 @@ def _label(tag: str) -> str:
 class ChatwootConnector(Connector):
     kind = "chatwoot"
     label = "Chatwoot"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=True, tags=True)
+    # Chatwoot validates message content to at most 150,000 characters (Message model).
+    capabilities = Capabilities(
+        webhook=True,
+        poll=True,
+        attachments=False,
+        typing=True,
+        tags=True,
+        text_limit=150000,
+        text_unit="characters",
+    )
     config_fields = (
         Field("base_url", "Your Chatwoot, e.g. https://app.chatwoot.com", True, "url"),
         Field("account_id", "The account id (in the dashboard URL)", True, "int"),

@@ -77,6 +77,12 @@ class GenericConnector(Connector):
             "Optional link to an interaction in your agent UI, for Infobip's context card, e.g. "
             "https://desk.example.com/cases/{interaction_id}",
         ),
+        Field(
+            "max_text_length",
+            "Longest customer message the contact center takes, in characters (none if unset); "
+            "longer ones are sent in parts",
+            kind="int",
+        ),
     )
     credential_fields = (
         Field("secret", "Shared HMAC secret, both directions", True),

@@ -138,7 +138,18 @@ def _comment_content(comment: dict[str, Any]) -> dict[str, Any]:
 class ZendeskConnector(Connector):
     kind = "zendesk"
     label = "Zendesk Support"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=False, tags=True)
+    # A comment body is limited in size (about 65,000 characters "depending on encoding"): counted
+    # in UTF-8 bytes with room to spare.
+    # Reference: https://support.zendesk.com/hc/en-us/community/posts/4719863289498-Commets-size
+    capabilities = Capabilities(
+        webhook=True,
+        poll=True,
+        attachments=False,
+        typing=False,
+        tags=True,
+        text_limit=64000,
+        text_unit="bytes",
+    )
     config_fields = (
         Field("subdomain", "Your Zendesk subdomain, e.g. acme for acme.zendesk.com (or set base_url)"),
         Field("base_url", "Overrides https://<subdomain>.zendesk.com", kind="url"),
