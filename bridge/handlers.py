@@ -213,7 +213,9 @@ def _send_to_ccaas(delivery: Delivery, link: ConversationLink, row: Message) -> 
     remembered on the delivery, so a retry never repeats one."""
     connector = get_connector(link.endpoint)
     message = media.for_connector(
-        to_infobip_message(row, link), attachments=connector.capabilities.attachments
+        to_infobip_message(row, link),
+        attachments=connector.capabilities.attachments,
+        recovered_field=connector.capabilities.recovered_field,
     )
     unit = connector.capabilities.text_unit
     parts = media.split_for_limit(message, connector.text_limit, unit)
@@ -221,7 +223,8 @@ def _send_to_ccaas(delivery: Delivery, link: ConversationLink, row: Message) -> 
     sent = int(payload.get("parts_sent", 0))
     ref = interaction_ref(link)
     for index in range(sent, len(parts)):
-        connector.send_customer_message(ref, parts[index])
+        for own_id in connector.send_customer_message(ref, parts[index]) or []:
+            remember_own(link, row, OwnMessage.Side.CCAAS, own_id, part=index)
         if len(parts) > 1:
             payload.update(parts_sent=index + 1, parts=len(parts))
             Delivery.objects.filter(pk=delivery.pk).update(payload=payload)

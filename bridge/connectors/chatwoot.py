@@ -35,7 +35,7 @@ from bridge.connectors.base import (
     vendor_time,
 )
 from bridge.exceptions import ConfigurationError, SignatureError, UpstreamError, WebhookError
-from bridge.media import customer_text, render_text
+from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
     AuthorType,
@@ -301,8 +301,11 @@ class ChatwootConnector(Connector):
             data={"contact_id": contact_id, "source_id": source_id, "history_message_ids": own},
         )
 
-    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
-        self._post_message(ref.interaction_id, customer_text(message), private=False)
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
+        message_id = self._post_message(
+            ref.interaction_id, message_text(message.content_type, message.content), private=False
+        )
+        return [str(message_id)] if message_id else None
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {
