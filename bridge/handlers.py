@@ -105,10 +105,10 @@ def handle_open(delivery: Delivery) -> str | None:
     history = client.get_messages(link.conversation_id)
     tags = client.get_tags(link.conversation_id)
     metadata = client.get_metadata(link.conversation_id)
-    endpoint = link.endpoint or choose_endpoint(tags, metadata)
+    channel, customer, sender = _customer_side(history, link)
+    endpoint = link.endpoint or choose_endpoint(tags, metadata, channel=channel, destination=sender)
     if endpoint is None:
         raise PermanentError("no routing rule matches this conversation and there is no default endpoint")
-    channel, customer, sender = _customer_side(history, link)
     display_name = (link.context or {}).get("displayName") or (link.context or {}).get("customerName")
     with transaction.atomic():
         link.endpoint = endpoint
