@@ -57,7 +57,7 @@ def release_lease(name: str, token: str) -> None:
 
 # --- polling -------------------------------------------------------------------------------------
 def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
-    """One poll of one endpoint; never two at once for the same endpoint (F17)."""
+    """One poll of one endpoint; never two at once for the same endpoint (fault F17 in docs/reliability.md)."""
     endpoint = CcaasEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
     if endpoint is None:
         return None

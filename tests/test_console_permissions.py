@@ -66,11 +66,18 @@ def rows(generic_endpoint):
         source="ccaas:acme", event_id="e-perm", type="message", endpoint=generic_endpoint
     )
     HandoverEvent.objects.create(link=link, kind="escalated", text="to acme")
+    InfobipBot.objects.create(
+        display_name="Support bot",
+        channel="WHATSAPP",
+        destination="447860099299",
+        endpoint=generic_endpoint,
+        webhook_token="t" * 40,
+    )
     return link
 
 
 def snapshot() -> str:
-    models = (CcaasEndpoint, ConversationLink, Message, Delivery, InboundEvent, HandoverEvent)
+    models = (CcaasEndpoint, ConversationLink, Message, Delivery, InboundEvent, HandoverEvent, InfobipBot)
     return "".join(serializers.serialize("json", model.objects.order_by("pk")) for model in models)
 
 

@@ -1,4 +1,4 @@
-"""The generic CCaaS protocol (CONTRACT.md §4): for contact centers that implement a small HTTP API.
+"""The generic CCaaS protocol (docs/protocol.md): for contact centers that implement a small HTTP API.
 
 Requests are signed (X-Bridge-Timestamp, X-Bridge-Signature) and carry a stable Idempotency-Key;
 webhooks are verified the same way; poll mode reads GET /events?after=<cursor>.
@@ -59,7 +59,7 @@ def message_json(message: InfobipMessage) -> dict[str, Any]:
 class GenericConnector(Connector):
     kind = "generic"
     label = "Generic protocol"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True)
+    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True, recovered_field=True)
     config_fields = (
         Field(
             "base_url", "The contact center's bridge API, e.g. https://ccaas.example.com/bridge", True, "url"
@@ -76,6 +76,12 @@ class GenericConnector(Connector):
             "interaction_url_template",
             "Optional link to an interaction in your agent UI, for Infobip's context card, e.g. "
             "https://desk.example.com/cases/{interaction_id}",
+        ),
+        Field(
+            "max_text_length",
+            "Longest customer message the contact center takes, in characters (none if unset); "
+            "longer ones are sent in parts",
+            kind="int",
         ),
     )
     credential_fields = (

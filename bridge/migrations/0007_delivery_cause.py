@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bridge', '0005_sender_order_and_own_messages'),
+        ('bridge', '0006_infobip_bots'),
     ]
 
     operations = [
