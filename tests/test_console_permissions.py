@@ -20,6 +20,7 @@ from bridge.models import (
     Delivery,
     HandoverEvent,
     InboundEvent,
+    InfobipBot,
     Message,
     State,
 )
