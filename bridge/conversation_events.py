@@ -11,8 +11,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from bridge import media
 from bridge.infobip.client import CONTENT_TEXT_MAX
-from bridge.models import OPEN_STATES, ConversationLink, InboundEvent, Message, State, Tag
+from bridge.models import OPEN_STATES, ConversationLink, InboundEvent, Message, OwnMessage, State, Tag
 from bridge.services import begin_close, queue_for_ccaas
 from bridge.types import AuthorType, CloseReason, Direction, InfobipMessage
 
@@ -33,7 +34,7 @@ class EventOutcome:
 def record_infobip_event(event) -> EventOutcome:
     """Store one Infobip Subscriptions event (deduplicated) and act on it. `event` is a
     bridge.infobip.events.ConversationEvent. Every type is stored and visible in the admin, except
-    messages of conversations with no open handover: nothing of their text is kept (F7)."""
+    messages of conversations with no open handover: nothing of their text is kept (fault F7 in docs/reliability.md)."""
     if event.type in ("INBOUND_MESSAGE", "OUTBOUND_MESSAGE") and not (
         event.conversation_id
         and ConversationLink.objects.open().filter(conversation_id=event.conversation_id).exists()
@@ -110,24 +111,33 @@ def _apply_infobip_event(link: ConversationLink, event) -> str:
 
 
 def _is_echo(link: ConversationLink, message: InfobipMessage) -> bool:
-    """An OUTBOUND_MESSAGE the bridge itself sent (by Infobip message id; or, before Create Message
-    answered, by same text to the same customer within a few minutes)."""
-    if Message.objects.filter(link=link, infobip_message_id=message.id).exists():
+    """An OUTBOUND_MESSAGE the bridge itself sent: by the Infobip message id of any part it created
+    (an agent message with text and attachments is several Create Message calls); or, for an event
+    that overtakes Create Message's answer, by the content of a part of an agent message received
+    in the last few minutes (same text, or the same media URL)."""
+    if OwnMessage.objects.filter(link=link, side=OwnMessage.Side.INFOBIP, external_id=message.id).exists():
         return True
-    text = message.content.get("text")
+    if Message.objects.filter(link=link, source=Message.Source.CCAAS, infobip_message_id=message.id).exists():
+        return True
+    event_content = message.content if isinstance(message.content, dict) else {}
+    text = event_content.get("text")
+    url = event_content.get("url") or event_content.get("mediaUrl")
     recent = Message.objects.filter(
         link=link,
         source=Message.Source.CCAAS,
         direction=Message.Direction.OUTBOUND,
-        created_at__gte=timezone.now() - ECHO_WINDOW,
+        received_at__gte=timezone.now() - ECHO_WINDOW,
     )
-    for row in recent.only("content", "infobip_message_id"):
-        sent = row.content.get("text") if isinstance(row.content, dict) else None
+    for row in recent.only("content", "content_type"):
+        content = row.content if isinstance(row.content, dict) else {}
+        sent = content.get("text")
         if (
             text
             and isinstance(sent, str)
             and (sent == text or (len(sent) > CONTENT_TEXT_MAX and text in sent))
         ):
+            return True
+        if url and any(part.get("url") == url for _, part in media.outbound_parts(row.content_type, content)):
             return True
     return False
 

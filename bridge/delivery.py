@@ -165,7 +165,7 @@ def claim_next(link_id, lane: str) -> Delivery | None:
         lane_items = open_items.filter(lane=lane)
         if lane_items.filter(state=Delivery.Status.IN_FLIGHT, lease_until__gt=now).exists():
             return None
-        head = lane_items.order_by("phase", "sort_at", "id").first()
+        head = lane_items.order_by(*Delivery.LANE_ORDER).first()
         if head is None:
             return None
         if head.phase >= 2 and open_items.filter(phase__lt=2).exists():

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from bridge.connectors.genesys import SIGNATURE_HEADER, signature
-from bridge.simulator import FakeServer, Recorded, now_iso
+from bridge.demo.fakes import FakeServer, Recorded, now_iso
 
 CLIENT_ID = "genesys-client-id"
 CLIENT_SECRET = "genesys-client-secret-do-not-log"
@@ -31,6 +31,9 @@ AGENT = {"id": "5a5b5c5d-0000-4000-8000-00000000a9e1", "name": "Ada Agent"}
 FROM_FIELDS = {"id", "idType", "nickname", "firstName", "lastName", "image", "email"}
 CHANNEL_FIELDS = {"from", "time", "messageId", "metadata"}
 MESSAGE_FIELDS = {"channel", "text", "content", "metadata"}
+
+
+TEXT_LIMIT = 4000  # the Open Messaging text limit shown to agents
 
 
 class FakeGenesys(FakeServer):
@@ -193,6 +196,8 @@ class FakeGenesys(FakeServer):
             problems.append("channel.from.id and channel.time are required")
         if not body.get("text") and not body.get("content"):
             problems.append("text or content is required")
+        if len(str(body.get("text") or "").encode("utf-16-le")) // 2 > TEXT_LIMIT:
+            problems.append(f"text is longer than {TEXT_LIMIT} characters")
         attributes = (channel.get("metadata") or {}).get("customAttributes") or {}
         if any(not isinstance(v, str) for v in attributes.values()):
             problems.append("customAttributes values must be strings")

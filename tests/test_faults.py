@@ -1,6 +1,6 @@
-"""The fault suite (RELIABILITY.md): nothing lost, nothing twice, nothing out of order.
+"""The fault suite (docs/reliability.md): nothing lost, nothing twice, nothing out of order.
 
-Each test drives real HTTP views and real loopback fakes (bridge.simulator) and checks the same
+Each test drives real HTTP views and real loopback fakes (bridge.demo.fakes) and checks the same
 figures: lost = 0, duplicates = 0, order violations = 0, at most one request in flight per
 interaction, and an admin-visible state (Delivery.state / last_error, ConversationLink.last_error,
 timeline rows) for each failure. The figures are printed (run with -s to see them).
@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import requests
@@ -24,6 +23,7 @@ from django.db.models import F
 from bridge import delivery, handlers, periodic, services
 from bridge.api.views import handover_json
 from bridge.connectors import get_connector
+from bridge.demo.fakes import FakeGenericCcaas, FakeInfobip
 from bridge.models import (
     CcaasEndpoint,
     ConversationLink,
@@ -34,13 +34,12 @@ from bridge.models import (
     State,
 )
 from bridge.signing import sign
-from bridge.simulator import FakeGenericCcaas, FakeInfobip
 from tests import procs
+from tests.payloads import load_fixture
 
 procs.use_file_sqlite()  # threads of a live server and workers share the test database
 
 SECRET = "generic-shared-secret"
-FIXTURES = Path(__file__).parent / "fixtures" / "infobip"
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
 
@@ -405,7 +404,7 @@ def test_f7_messages_of_conversations_never_escalated_are_not_kept(
             response = client.post(inbound_url, body, content_type="application/json")
             assert response.status_code == 200 and response.json()["stored"] == 0
     # the same through Infobip's Subscriptions events (INBOUND_MESSAGE envelope)
-    envelope = json.loads((FIXTURES / "webhook_inbound_message_event.json").read_text())
+    envelope = load_fixture("infobip", "webhook_inbound_message_event")
     for n, conversation in enumerate(strangers):
         event = json.loads(json.dumps(envelope))
         event["payload"]["id"] = event["payload"]["message"]["conversationId"] = conversation

@@ -1,8 +1,8 @@
 """Real processes: `manage.py qcluster` subprocesses against the test database, the HTTP views on a
 live server and the loopback fakes. Nothing here calls drain(): the cluster does all the work.
 
-F9 kills the cluster (SIGKILL, the whole process group) while a delivery hangs at the contact
-center, restarts it, and checks the delivery is made after its lease expired, once. F14 stops a
+Faults F9 and F14 of docs/reliability.md. F9 kills the cluster (SIGKILL, the whole process group)
+while a delivery hangs at the contact center, restarts it, and checks the delivery is made after its lease expired, once. F14 stops a
 cluster with 1,000 deliveries pending (SIGTERM, then SIGKILL) and restarts it. The end-to-end test
 runs a whole handover through the public HTTP surface with compressed timers.
 """
@@ -17,9 +17,9 @@ import requests
 from django.utils import timezone
 
 from bridge import delivery, services
+from bridge.demo.fakes import FakeGenericCcaas
 from bridge.infobip.events import parse_message
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery, HandoverEvent, Message, State
-from bridge.simulator import FakeGenericCcaas
 from tests import procs
 from tests.test_faults import SECRET, WatchedCcaas, assert_clean, at, open_handover
 
