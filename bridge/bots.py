@@ -257,7 +257,7 @@ def _end_handovers(bot: InfobipBot, why: str) -> int:
     return count
 
 
-def check(bot: InfobipBot, remote: dict[str, Any] | None | bool = False) -> str:
+def check(bot: InfobipBot, remote: dict[str, Any] | bool | None = False) -> str:
     """Compare the bot with Infobip's copy (`remote`: Infobip's bot, or None when it has none; read
     here when not given). A bot disabled or deleted on Infobip no longer receives messages and
     Infobip re-routes its conversations on the next inbound message: its open handovers are closed

@@ -14,8 +14,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from bridge import delivery as engine
 from bridge import bots, handlers, reconcile, retention, services
+from bridge import delivery as engine
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError
 from bridge.models import CcaasEndpoint, InfobipBot, Lease
