@@ -13,7 +13,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from bridge import delivery as engine
 from bridge import media
+from bridge.causes import INFOBIP
 from bridge.connectors import get_connector
 from bridge.exceptions import ConversationClosedError, NotFoundError, PermanentError
 from bridge.models import ConversationLink, Delivery, Message, OwnMessage, State, Tag
@@ -97,10 +99,13 @@ def handle_open(delivery: Delivery) -> str | None:
     try:
         conversation = client.get_conversation(link.conversation_id)
     except NotFoundError as exc:
-        raise PermanentError(f"conversation {link.conversation_id} does not exist on Infobip") from exc
+        raise NotFoundError(
+            f"conversation {link.conversation_id} does not exist on Infobip", service=INFOBIP
+        ) from exc
     if str(conversation.get("status", "")).upper() == "CLOSED":
-        raise PermanentError(
-            f"conversation {link.conversation_id} is already closed on Infobip; nothing was sent"
+        raise ConversationClosedError(
+            f"conversation {link.conversation_id} is already closed on Infobip; nothing was sent",
+            service=INFOBIP,
         )
     history = client.get_messages(link.conversation_id)
     tags = client.get_tags(link.conversation_id)
@@ -266,8 +271,8 @@ def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) 
             remember_own(link, row, OwnMessage.Side.INFOBIP, str(answer["id"]), part=index)
             if index == 0:
                 Message.objects.filter(pk=row.pk).update(infobip_message_id=str(answer["id"]))
-        Delivery.objects.filter(pk=delivery.pk).update(
-            payload={**(delivery.payload or {}), "parts_sent": index + 1, "parts": len(parts)}
+        engine.save_progress(
+            delivery, {**(delivery.payload or {}), "parts_sent": index + 1, "parts": len(parts)}
         )
     return None
 
@@ -312,7 +317,7 @@ def handle_route_back(delivery: Delivery) -> str | None:
             if not payload.get("tagged"):
                 client.add_tag(link.conversation_id, tag)
                 payload["tagged"] = True
-                Delivery.objects.filter(pk=delivery.pk).update(payload=payload)
+                engine.save_progress(delivery, payload)
             client.route_conversation(link.conversation_id)
     except ConversationClosedError:
         closed = True
