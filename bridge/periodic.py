@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from bridge import bots, handlers, http, reconcile, retention, services
+from bridge import alerts, bots, handlers, http, reconcile, retention, services
 from bridge import delivery as engine
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError
@@ -193,6 +193,10 @@ def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
             async_task("bridge.bots.check_all", task_name="bot-check")
     result.stuck = services.flag_stuck()
     result.idle_closed = services.close_idle()
+    try:
+        alerts.run()
+    except Exception:  # alerts must never stop the ticker; failures are on the alert outbox
+        logger.exception("alert round failed")
     if inline:
         # idle closes and polls may have queued work of their own: carry it out too
         for link_id, lane in engine.due_lanes(timezone.now() + timedelta(seconds=5)):

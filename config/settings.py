@@ -201,6 +201,11 @@ BRIDGE_RETRY_MAX_SECONDS = env.float("BRIDGE_RETRY_MAX_SECONDS", default=3600)
 BRIDGE_RETRY_MAX_ATTEMPTS = env.int("BRIDGE_RETRY_MAX_ATTEMPTS", default=15)
 BRIDGE_POLL_INTERVAL_SECONDS = env.float("BRIDGE_POLL_INTERVAL_SECONDS", default=15)
 BRIDGE_STUCK_AFTER_SECONDS = env.float("BRIDGE_STUCK_AFTER_SECONDS", default=900)
+BRIDGE_ALERT_WAITING_SECONDS = env.float("BRIDGE_ALERT_WAITING_SECONDS", default=600)
+BRIDGE_ALERT_HEARTBEAT_SECONDS = env.float("BRIDGE_ALERT_HEARTBEAT_SECONDS", default=300)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="handover-bridge@localhost")
+# Alert e-mail: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587 (django-environ).
+globals().update(env.email_url("EMAIL_URL", default="consolemail://"))
 BRIDGE_IDLE_CLOSE_SECONDS = env.float("BRIDGE_IDLE_CLOSE_SECONDS", default=86400)
 # How long a claimed delivery stays leased to its worker. A heartbeat renews it every third of this
 # while the worker is still working, so it bounds how long a killed worker's delivery waits, not how
