@@ -248,6 +248,8 @@ if BRIDGE_CARD_TOKEN and BRIDGE_CARD_TOKEN in (BRIDGE_API_TOKEN, BRIDGE_INBOUND_
     )
 if BRIDGE_CARD_TOKEN and len(BRIDGE_CARD_TOKEN) < 32:
     raise ImproperlyConfigured("BRIDGE_CARD_TOKEN must be at least 32 characters.")
+# External bots (manage.py bridge_bot): how often the ticker compares them with Infobip (0: never).
+BRIDGE_BOT_CHECK_SECONDS = env.float("BRIDGE_BOT_CHECK_SECONDS", default=300)
 BRIDGE_CARD_ORIGINS = env.list("BRIDGE_CARD_ORIGINS", default=["https://portal.infobip.com"])
 for _origin in BRIDGE_CARD_ORIGINS:
     if not re.fullmatch(r"https?://[A-Za-z0-9.*-]+(:[0-9]{1,5})?", _origin):
