@@ -7,13 +7,13 @@ database (the services do). Every vendor call ends in success, TransientError or
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from bridge.exceptions import ConfigurationError, WebhookError
+from bridge.exceptions import ConfigurationError
+from bridge.inputs import load_json
 from bridge.types import (
     CcaasEvent,
     CloseReason,
@@ -29,11 +29,8 @@ if TYPE_CHECKING:
 
 
 def load_webhook_json(body: bytes) -> Any:
-    """A webhook body parsed as JSON, or WebhookError (answered 400)."""
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WebhookError("body is not valid JSON") from exc
+    """A webhook body parsed as strict JSON (bridge.inputs.load_json), or WebhookError (answered 400)."""
+    return load_json(body)
 
 
 @dataclass(frozen=True)
