@@ -43,9 +43,9 @@ def worker(handovers: int, messages: int) -> dict:
     from django.test import Client
 
     from bridge import delivery
+    from bridge.demo.fakes import FakeGenericCcaas, FakeInfobip
     from bridge.models import CcaasEndpoint, ConversationLink, Delivery, State
     from bridge.signing import sign
-    from bridge.simulator import FakeGenericCcaas, FakeInfobip
 
     call_command("migrate", verbosity=0)
     infobip, ccaas = FakeInfobip().start(), FakeGenericCcaas("bench-secret").start()

@@ -187,6 +187,9 @@ def handle_message(delivery: Delivery) -> str | None:
     if delivery.lane == Delivery.Lane.TO_CCAAS:
         if not link.interaction_id:
             return "skipped: the interaction was never opened"
+        if not media.has_content(row.content_type, row.content):
+            link.note("skipped", f"customer message {row.external_id} has nothing to show; not sent")
+            return "skipped: the customer message has nothing to show"
         connector = get_connector(link.endpoint)
         connector.send_customer_message(
             interaction_ref(link),
@@ -203,6 +206,9 @@ def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) 
     then each attachment as Infobip's IMAGE/DOCUMENT/VIDEO/AUDIO. The parts already sent are
     remembered, so a retry never repeats one."""
     parts = media.outbound_parts(row.content_type, row.content)
+    if not parts:
+        link.note("skipped", f"agent message {row.external_id} has nothing to show; not sent to the customer")
+        return "skipped: the agent message has nothing to show (no text, media or attachment)"
     sent = int((delivery.payload or {}).get("parts_sent", 0))
     client = infobip_client()
     for index in range(sent, len(parts)):

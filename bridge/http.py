@@ -10,10 +10,16 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3.util
 from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util import connection as urllib3_connection
 
 from bridge.exceptions import (
     ConfigurationError,
@@ -34,7 +40,109 @@ SENSITIVE_HEADERS = frozenset(
 )
 
 
+# Headers that may follow a redirect to another origin; every other header (credentials in
+# Authorization, api_access_token, signatures, cookies) is dropped there.
+CROSS_ORIGIN_SAFE_HEADERS = frozenset({"user-agent", "accept", "accept-encoding", "accept-language", "range"})
+MAX_REDIRECTS = 5
+
 _sessions = threading.local()
+
+
+class DestinationRefused(Exception):
+    """The SSRF guard refused to connect: the host resolved to a non-public address.
+
+    Deliberately not an OSError, so urllib3 and requests let it through unwrapped and unretried."""
+
+
+def _guard_active() -> bool:
+    return not (settings.DEBUG or settings.BRIDGE_ALLOW_PRIVATE_URLS)
+
+
+def _refused_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return None if ip.is_global else ip
+
+
+def _open_checked_socket(host: str, port: int, timeout: Any, source_address: Any, socket_options: Any):
+    """Resolve `host` once, refuse it if any address is not public, and connect to a checked address.
+
+    The address that was checked is the address connected to: there is no second resolution that a
+    rebinding DNS server could answer differently.
+    """
+    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    if _guard_active():
+        for info in infos:
+            refused = _refused_address(info[4][0])
+            if refused is not None:
+                raise DestinationRefused(
+                    f"{host} resolves to a non-public address ({refused}); set BRIDGE_ALLOW_PRIVATE_URLS=1 "
+                    "to allow self-hosted contact centers on a private network"
+                )
+    error: OSError | None = None
+    for info in infos:
+        try:
+            return urllib3_connection.create_connection(
+                (info[4][0], port), timeout, source_address=source_address, socket_options=socket_options
+            )
+        except OSError as exc:
+            error = exc
+    raise error or OSError(f"no address for {host}")
+
+
+class _CheckedConnectionMixin:
+    def _new_conn(self):
+        try:
+            return _open_checked_socket(
+                self._dns_host, self.port, self.timeout, self.source_address, self.socket_options
+            )
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out") from exc
+        except OSError as exc:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+
+
+class _CheckedHTTPConnection(_CheckedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _CheckedHTTPSConnection(_CheckedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _CheckedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class CheckedAdapter(HTTPAdapter):
+    """Every connection resolves its host once and is refused when that is not a public address."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _CheckedHTTPConnectionPool,
+            "https": _CheckedHTTPSConnectionPool,
+        }
+
+
+class GuardedSession(requests.Session):
+    """A Session whose connections pass the SSRF guard and which never follows a redirect by itself:
+    `request()` follows them hop by hop, so each hop is checked and credentials stay at their origin."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mount("http://", CheckedAdapter())
+        self.mount("https://", CheckedAdapter())
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
 
 
 def make_session(
@@ -58,7 +166,7 @@ def make_session(
             if extra_headers:
                 session.headers.update(extra_headers)
             return session
-    session = requests.Session()
+    session = GuardedSession()
     session.headers["User-Agent"] = USER_AGENT
     if extra_headers:
         session.headers.update(extra_headers)
@@ -97,15 +205,62 @@ def request(
     url: str,
     *,
     service: str,
-    check_url: bool = False,
+    check_url: bool = True,
     **kwargs: Any,
 ) -> requests.Response:
-    """Send one request and map the outcome to success or a Transient/Permanent error."""
+    """Send one request and map the outcome to success or a Transient/Permanent error.
+
+    Redirects (at most MAX_REDIRECTS) are followed here, hop by hop: each new URL is checked like the
+    first, the connection of every hop passes the SSRF guard, and on a hop to another origin only
+    CROSS_ORIGIN_SAFE_HEADERS are sent and a request body is never re-sent. `check_url=False` skips
+    only the URL-shape check of the first URL (`guard_url`), never the connection-level guard.
+    """
     if check_url:
         guard_url(url)
     kwargs.setdefault("timeout", timeout())
+    kwargs["allow_redirects"] = False
+    for _hop in range(MAX_REDIRECTS + 1):
+        response = _send(session, method, url, service=service, **kwargs)
+        if not response.is_redirect:
+            break
+        target = urljoin(url, response.headers["location"])
+        guard_url(target)
+        response.close()
+        if response.status_code in (301, 302, 303) and method.upper() not in ("GET", "HEAD"):
+            method = "GET"
+            for key in ("json", "data", "files"):
+                kwargs.pop(key, None)
+        if _origin(target) != _origin(url):
+            if any(kwargs.get(key) is not None for key in ("json", "data", "files")):
+                raise PermanentError(
+                    f"{service}: refusing to re-send a request body to another origin "
+                    f"({method} {_path(url)} redirected to {redact_url(target)})",
+                    service=service,
+                )
+            kwargs.pop("auth", None)
+            headers = {
+                name: None for name in session.headers if name.lower() not in CROSS_ORIGIN_SAFE_HEADERS
+            }
+            for name, value in (kwargs.get("headers") or {}).items():
+                if name.lower() in CROSS_ORIGIN_SAFE_HEADERS:
+                    headers[name] = value
+            kwargs["headers"] = headers
+        url = target
+    else:
+        raise PermanentError(
+            f"{service}: more than {MAX_REDIRECTS} redirects ({_path(url)})", service=service
+        )
+    raise_for_response(response, service=service)
+    return response
+
+
+def _send(
+    session: requests.Session, method: str, url: str, *, service: str, **kwargs: Any
+) -> requests.Response:
     try:
-        response = session.request(method, url, **kwargs)
+        return session.request(method, url, **kwargs)
+    except DestinationRefused as exc:
+        raise ConfigurationError(f"{service}: {exc}") from exc
     except requests.Timeout as exc:
         raise TransientError(f"{service}: timed out ({method} {_path(url)})", service=service) from exc
     except requests.ConnectionError as exc:
@@ -116,8 +271,11 @@ def request(
         raise PermanentError(
             f"{service}: invalid request ({method} {_path(url)}): {exc}", service=service
         ) from exc
-    raise_for_response(response, service=service)
-    return response
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return (parts.scheme, (parts.hostname or "").lower(), parts.port)
 
 
 def raise_for_response(response: requests.Response, *, service: str) -> None:
@@ -159,33 +317,47 @@ def json_or_error(response: requests.Response, *, service: str) -> Any:
 
 
 def guard_url(url: str) -> None:
-    """Refuse URLs that resolve to private, loopback or link-local addresses (SSRF guard).
+    """Refuse a URL that is not plainly `http(s)://host[:port]/...`, before anything is sent.
 
-    Off when DEBUG is on or BRIDGE_ALLOW_PRIVATE_URLS=1, for self-hosted contact centers.
+    Parsers disagree about URLs with user info, backslashes, whitespace or control characters
+    (`http://127.0.0.1:18200\\@93.184.216.34/` is one host to one parser and another host to the
+    next), so those are refused outright, and the host Python's parser sees must be the host
+    urllib3 (which makes the connection) sees. Where the host resolves to is checked when the
+    connection is made (`CheckedAdapter`), for every request.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"URL must be http(s) with a host: {redact_url(url)}")
-    if settings.DEBUG or settings.BRIDGE_ALLOW_PRIVATE_URLS:
-        return
+    if not isinstance(url, str) or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise ConfigurationError("URL must not contain whitespace or control characters")
+    if "\\" in url:
+        raise ConfigurationError(f"URL must not contain a backslash: {redact_url(url)}")
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    except socket.gaierror as exc:
-        raise TransientError(f"cannot resolve {parts.hostname}: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise ConfigurationError(
-                f"{parts.hostname} resolves to a non-public address ({address}); set "
-                "BRIDGE_ALLOW_PRIVATE_URLS=1 to allow self-hosted contact centers on a private network"
-            )
+        parts = urlsplit(url)
+        hostname, port = parts.hostname, parts.port
+        parsed = urllib3.util.parse_url(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"URL cannot be parsed: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise ConfigurationError(f"URL must be http(s) with a host: {redact_url(url)}")
+    if "@" in parts.netloc:
+        raise ConfigurationError(f"URL must not carry user info (user:password@): {redact_url(url)}")
+    try:
+        expected = hostname.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise ConfigurationError(f"URL host is not a valid name: {redact_url(url)}") from exc
+    if (parsed.host or "").lower().strip("[]") != expected or parsed.port != port:
+        raise ConfigurationError(
+            f"URL is ambiguous (its host reads differently to different parsers): {redact_url(url)}"
+        )
 
 
 def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
+    """scheme://host[:port]/path of `url`: no user info, query or fragment (which may carry secrets)."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+    except ValueError:
+        return "<unparseable URL>"
     return f"{parts.scheme}://{netloc}{parts.path}"
 
 

@@ -153,6 +153,25 @@ def for_connector(message: InfobipMessage, *, attachments: bool) -> InfobipMessa
 
 
 # --- contact center -> customer ------------------------------------------------------------------
+def has_content(content_type: str, content: Any) -> bool:
+    """Whether a message has anything to show: a non-blank text, a media link, a location, a
+    contact, a choice, or an attachment with a link. An agent event without any (a Chatwoot
+    message with `"content": null` and no attachments, a Zendesk comment with an empty body) must
+    never become an empty message for the customer."""
+    if not isinstance(content, dict):
+        return False
+    if any(isinstance(a, dict) and a.get("url") for a in content.get("attachments") or []):
+        return True
+    kind = (content_type or "TEXT").upper()
+    if kind == "TEXT":
+        return isinstance(content.get("text"), str) and bool(content["text"].strip())
+    if kind in MEDIA_TYPES:
+        return bool(content.get("url") or content.get("mediaUrl"))
+    if kind == "LOCATION":
+        return content.get("latitude") is not None and content.get("longitude") is not None
+    return any(value not in (None, "", [], {}) for key, value in content.items() if key != "attachments")
+
+
 def agent_attachment(
     url: str, *, mime_type: str = "", filename: str = "", caption: str = ""
 ) -> tuple[str, dict]:
@@ -197,7 +216,7 @@ def outbound_parts(content_type: str, content: dict[str, Any]) -> list[tuple[str
     """The Create Message requests, as (contentType, content) in sending order, for one agent
     message: its text (split when longer than Infobip's 4,096 characters), then one message per
     attachment (`content["attachments"]`: [{"url", "mimeType"?, "filename"?}]). Any other content
-    type goes as it is."""
+    type goes as it is. A message with nothing to show (see `has_content`) has no parts."""
     content = dict(content or {})
     attachments = content.pop("attachments", None) or []
     kind = (content_type or "TEXT").upper()
@@ -206,9 +225,7 @@ def outbound_parts(content_type: str, content: dict[str, Any]) -> list[tuple[str
         text = content.get("text")
         if isinstance(text, str) and text.strip():
             parts += [("TEXT", {**content, "text": piece}) for piece in split_text(text)]
-        elif not attachments:
-            parts.append(("TEXT", content))
-    else:
+    elif has_content(kind, content):
         parts.append((kind, content))
     for item in attachments:
         if not isinstance(item, dict) or not item.get("url"):

@@ -72,7 +72,25 @@ class CcaasEndpoint(models.Model):
 
     @property
     def mode(self) -> str:
-        return (self.config or {}).get("mode", self.Mode.WEBHOOK)
+        """The config's mode, else the connector's default (a kind without webhooks is polled)."""
+        from bridge.connectors import connector_class
+        from bridge.exceptions import ConfigurationError
+
+        try:
+            return connector_class(self.kind).mode_of(self.config)
+        except ConfigurationError:
+            return (self.config or {}).get("mode") or self.Mode.WEBHOOK
+
+    @property
+    def polled(self) -> bool:
+        """Whether the ticker and `bridge_sync` poll this endpoint (decided by its connector)."""
+        from bridge.connectors import connector_class
+        from bridge.exceptions import ConfigurationError
+
+        try:
+            return connector_class(self.kind).polled(self.config)
+        except ConfigurationError:
+            return False
 
     def webhook_url(self) -> str:
         return f"{settings.BRIDGE_PUBLIC_URL}/webhooks/ccaas/{self.slug}/"

@@ -15,10 +15,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bridge import delivery as engine
-from bridge import handlers, reconcile, services
-from bridge.connectors import connector_class, get_connector
+from bridge import handlers, reconcile, retention, services
+from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError
 from bridge.models import CcaasEndpoint, Lease
+
+# How often the retention pass runs when a retention period is set.
+RETENTION_EVERY_SECONDS = 3600
 
 logger = logging.getLogger(__name__)
 
@@ -94,13 +97,9 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
 
 
 def polls(endpoint: CcaasEndpoint) -> bool:
-    """Whether the ticker polls this endpoint: poll mode, or a connector that always polls."""
-    if endpoint.mode == CcaasEndpoint.Mode.POLL:
-        return True
-    try:
-        return connector_class(endpoint.kind).capabilities.always_poll
-    except BridgeError:
-        return False
+    """Whether the ticker and `bridge_sync` poll this endpoint; its connector decides
+    (`Connector.polled`)."""
+    return endpoint.polled
 
 
 def due_poll_endpoints(now=None) -> list[int]:
@@ -146,9 +145,7 @@ def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
         else:
             async_task("bridge.tasks.drive_lane", link_id, lane, task_name=f"drive {lane} {link_id}"[:100])
     if poll_all:
-        endpoint_ids = [
-            e.pk for e in CcaasEndpoint.objects.filter(enabled=True) if e.mode == CcaasEndpoint.Mode.POLL
-        ]
+        endpoint_ids = [e.pk for e in CcaasEndpoint.objects.filter(enabled=True) if polls(e)]
     else:
         endpoint_ids = due_poll_endpoints()
     for endpoint_id in endpoint_ids:
@@ -164,6 +161,14 @@ def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
             reconcile.reconcile_all()
         else:
             async_task("bridge.reconcile.reconcile_all", task_name="reconcile")
+    # Retention (bridge.retention): at most once an hour, when a period is set.
+    if (settings.BRIDGE_RETENTION_DAYS or settings.BRIDGE_RAW_RETENTION_DAYS) and acquire_lease(
+        "retention", RETENTION_EVERY_SECONDS
+    ) is not None:
+        if inline:
+            retention.apply()
+        else:
+            async_task("bridge.tasks.apply_retention", task_name="retention")
     result.stuck = services.flag_stuck()
     result.idle_closed = services.close_idle()
     if inline:

@@ -307,11 +307,10 @@ def ingest_events(
                         logger.warning("event %s from %s normalised: %s", event.id, source, changes.text())
                         if row.link_id:
                             _note_normalised(row.link, f"event {event.id}", changes.items)
-                    if note:
-                        row.note = (f"{note} (normalised: {changes.text()})" if changes else note)[:255]
+                    if note or row.link_id:  # its handover, for the console and for retention
+                        if note:
+                            row.note = (f"{note} (normalised: {changes.text()})" if changes else note)[:255]
                         row.save(update_fields=["note", "link"])
-                    elif changes:
-                        row.save(update_fields=["link"])
             except (inputs.InputError, DataError) as exc:
                 _record_refused(endpoint, source, event, str(exc), result)
         if cursor is not None:

@@ -6,6 +6,8 @@ while DEBUG is on; with DEBUG off the bridge refuses to start without its secret
 
 import base64
 import hashlib
+import os
+import re
 from pathlib import Path
 
 import environ
@@ -14,7 +16,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# BRIDGE_ENV_FILE names another file, or none when empty (the demo's sandbox reads none).
+ENV_FILE = os.environ.get("BRIDGE_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE:
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -203,6 +208,10 @@ BRIDGE_TICK_SECONDS = env.float("BRIDGE_TICK_SECONDS", default=1)
 BRIDGE_HTTP_CONNECT_TIMEOUT = env.float("BRIDGE_HTTP_CONNECT_TIMEOUT", default=5)
 BRIDGE_HTTP_READ_TIMEOUT = env.float("BRIDGE_HTTP_READ_TIMEOUT", default=30)
 BRIDGE_ALLOW_PRIVATE_URLS = env.bool("BRIDGE_ALLOW_PRIVATE_URLS", default=False)
+# Data retention (bridge.retention), off by default: days after a handover ended before its message
+# content is removed, and days after receipt before raw vendor payloads are removed.
+BRIDGE_RETENTION_DAYS = env.float("BRIDGE_RETENTION_DAYS", default=0)
+BRIDGE_RAW_RETENTION_DAYS = env.float("BRIDGE_RAW_RETENTION_DAYS", default=0)
 
 # Infobip side (docs/infobip.md). Reconciliation re-reads open conversations' messages this often,
 # so a dropped Infobip webhook costs at most one interval; the overlap re-reads a little earlier.
@@ -221,6 +230,22 @@ BRIDGE_INFOBIP_SUBSCRIPTION_ID = env.str("BRIDGE_INFOBIP_SUBSCRIPTION_ID", defau
 # While migrating from the legacy account-configuration webhook (which cannot sign), accept its
 # unsigned message bodies even when Subscriptions security is configured.
 BRIDGE_INFOBIP_ACCEPT_UNSIGNED_LEGACY = env.bool("BRIDGE_INFOBIP_ACCEPT_UNSIGNED_LEGACY", default=False)
+
+# Infobip's custom context card (GET/POST /api/context-card/): its own bearer token (unset: the card
+# is off), and the origins allowed to embed its HTML (CSP frame-ancestors) and to call it from a browser.
+BRIDGE_CARD_TOKEN = env.str("BRIDGE_CARD_TOKEN", default="")
+if BRIDGE_CARD_TOKEN and BRIDGE_CARD_TOKEN in (BRIDGE_API_TOKEN, BRIDGE_INBOUND_TOKEN):
+    raise ImproperlyConfigured(
+        "BRIDGE_CARD_TOKEN must differ from BRIDGE_API_TOKEN and BRIDGE_INBOUND_TOKEN."
+    )
+if BRIDGE_CARD_TOKEN and len(BRIDGE_CARD_TOKEN) < 32:
+    raise ImproperlyConfigured("BRIDGE_CARD_TOKEN must be at least 32 characters.")
+BRIDGE_CARD_ORIGINS = env.list("BRIDGE_CARD_ORIGINS", default=["https://portal.infobip.com"])
+for _origin in BRIDGE_CARD_ORIGINS:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.*-]+(:[0-9]{1,5})?", _origin):
+        raise ImproperlyConfigured(
+            f"BRIDGE_CARD_ORIGINS: {_origin!r} is not an origin like https://portal.infobip.com"
+        )
 
 LOGGING = {
     "version": 1,

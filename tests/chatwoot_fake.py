@@ -168,15 +168,13 @@ class FakeChatwoot:
                 )
                 return 200, {}, json.dumps(message)
             if action == "/messages":
-                after = int(request.params.get("after") or 0)
-                return (
-                    200,
-                    {},
-                    json.dumps(
-                        {
-                            "meta": {},
-                            "payload": [m for m in self.messages[conversation_id] if m["id"] > after][:100],
-                        }
-                    ),
-                )
+                # As the spec and Chatwoot's MessageFinder answer: `after` gives up to 100 messages
+                # after that id, oldest first; with neither `after` nor `before`, the latest 20.
+                messages = self.messages[conversation_id]
+                if "after" in request.params:
+                    after = int(request.params["after"] or 0)
+                    payload = [m for m in messages if m["id"] > after][:100]
+                else:
+                    payload = messages[-20:]
+                return 200, {}, json.dumps({"meta": {}, "payload": payload})
         return 404, {}, json.dumps({"error": "not found"})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from bridge.demo.fakes import FakeGenericCcaas, FakeInfobip
 from bridge.models import CcaasEndpoint
-from bridge.simulator import FakeGenericCcaas, FakeInfobip
 
 GENERIC_SECRET = "generic-shared-secret"
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from bridge.connectors.genesys import SIGNATURE_HEADER, signature
-from bridge.simulator import FakeServer, Recorded, now_iso
+from bridge.demo.fakes import FakeServer, Recorded, now_iso
 
 CLIENT_ID = "genesys-client-id"
 CLIENT_SECRET = "genesys-client-secret-do-not-log"

@@ -1,6 +1,6 @@
 """The fault suite (RELIABILITY.md): nothing lost, nothing twice, nothing out of order.
 
-Each test drives real HTTP views and real loopback fakes (bridge.simulator) and checks the same
+Each test drives real HTTP views and real loopback fakes (bridge.demo.fakes) and checks the same
 figures: lost = 0, duplicates = 0, order violations = 0, at most one request in flight per
 interaction, and an admin-visible state (Delivery.state / last_error, ConversationLink.last_error,
 timeline rows) for each failure. The figures are printed (run with -s to see them).
@@ -24,6 +24,7 @@ from django.db.models import F
 from bridge import delivery, handlers, periodic, services
 from bridge.api.views import handover_json
 from bridge.connectors import get_connector
+from bridge.demo.fakes import FakeGenericCcaas, FakeInfobip
 from bridge.models import (
     CcaasEndpoint,
     ConversationLink,
@@ -34,7 +35,6 @@ from bridge.models import (
     State,
 )
 from bridge.signing import sign
-from bridge.simulator import FakeGenericCcaas, FakeInfobip
 from tests import procs
 
 procs.use_file_sqlite()  # threads of a live server and workers share the test database

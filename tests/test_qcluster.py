@@ -17,9 +17,9 @@ import requests
 from django.utils import timezone
 
 from bridge import delivery, services
+from bridge.demo.fakes import FakeGenericCcaas
 from bridge.infobip.events import parse_message
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery, HandoverEvent, Message, State
-from bridge.simulator import FakeGenericCcaas
 from tests import procs
 from tests.test_faults import SECRET, WatchedCcaas, assert_clean, at, open_handover
 

@@ -155,13 +155,7 @@ class FakeZendesk:
             if ticket_id not in self.tickets:
                 return 404, {}, json.dumps({"error": "RecordNotFound"})
             if match.group(2):
-                return (
-                    200,
-                    {},
-                    json.dumps(
-                        {"comments": self.comments[ticket_id], "count": len(self.comments[ticket_id])}
-                    ),
-                )
+                return 200, {}, json.dumps(self._comments_page(request, ticket_id))
             data = body["ticket"]
             if "comment" in data:
                 self._add_comment(ticket_id, data["comment"], default_author=AGENT_ID)
@@ -169,6 +163,32 @@ class FakeZendesk:
                 self.tickets[ticket_id]["status"] = data["status"]
             return 200, {}, json.dumps({"ticket": self.tickets[ticket_id]})
         return 404, {}, json.dumps({"error": "InvalidEndpoint"})
+
+    def _comments_page(self, request, ticket_id: int) -> dict:
+        """List Comments with offset pagination, as Zendesk answers it: at most `per_page` (100 by
+        default and at most) a page, and `next_page` / `previous_page` URLs."""
+        # Reference: https://developer.zendesk.com/api-reference/introduction/pagination/
+        page = int(request.params.get("page") or 1)
+        per_page = min(int(request.params.get("per_page") or 100), 100)
+        comments = self.comments[ticket_id]
+        if request.params.get("sort_order") == "desc":
+            comments = comments[::-1]
+        chunk = comments[(page - 1) * per_page : page * per_page]
+        url = f"{self.base_url}/api/v2/tickets/{ticket_id}/comments.json?page={{}}&per_page={per_page}"
+        return {
+            "comments": chunk,
+            "count": len(comments),
+            "next_page": url.format(page + 1) if page * per_page < len(comments) else None,
+            "previous_page": url.format(page - 1) if page > 1 else None,
+        }
+
+    def add_requester_comments(self, ticket_id: int, count: int) -> None:
+        """`count` public comments by the ticket's requester (what the bridge writes for the customer)."""
+        requester = self.tickets[ticket_id]["requester_id"]
+        for n in range(count):
+            self._add_comment(
+                ticket_id, {"body": f"customer says {n}", "author_id": requester}, default_author=requester
+            )
 
     def _add_comment(self, ticket_id: int, comment: dict, *, default_author) -> None:
         self.comments[ticket_id].append(

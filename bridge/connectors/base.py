@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
 from bridge.exceptions import ConfigurationError
 from bridge.inputs import load_json
@@ -31,6 +32,22 @@ if TYPE_CHECKING:
 def load_webhook_json(body: bytes) -> Any:
     """A webhook body parsed as strict JSON (bridge.inputs.load_json), or WebhookError (answered 400)."""
     return load_json(body)
+
+
+def fill_url_template(template: str, ref: InteractionRef) -> str | None:
+    """`template` with {interaction_id}, {conversation_id}, {handover_id} URL-encoded; None when the
+    template names anything else or the interaction id is not known yet."""
+    if not ref.interaction_id:
+        return None
+    values = {
+        "interaction_id": quote(ref.interaction_id, safe=""),
+        "conversation_id": quote(ref.conversation_id, safe=""),
+        "handover_id": quote(ref.handover_id, safe=""),
+    }
+    try:
+        return template.format_map(values)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -121,10 +138,30 @@ class Connector(ABC):
             raise ConfigurationError(f"endpoint {self.endpoint.slug}: '{name}' is not configured")
         return value
 
+    @classmethod
+    def mode_of(cls, config: Mapping[str, Any] | None) -> str:
+        """ "webhook" or "poll": the config's `mode`, else the only way this kind can hear back."""
+        default = "webhook" if cls.capabilities.webhook else "poll"
+        return str((config or {}).get("mode") or default)
+
+    @classmethod
+    def polled(cls, config: Mapping[str, Any] | None) -> bool:
+        """Whether an endpoint of this kind with this config is polled every interval: the one place
+        the ticker, `bridge_sync` and `bridge_endpoint list` ask. Polled: a kind that always polls
+        (e.g. to notice closes its webhooks never report), or a kind that can poll in poll mode
+        (which is the default mode of a kind without webhooks)."""
+        if cls.capabilities.always_poll:
+            return True
+        return cls.capabilities.poll and cls.mode_of(config) == "poll"
+
     @property
     def mode(self) -> str:
-        default = "webhook" if self.capabilities.webhook else "poll"
-        return str(self.config.get("mode") or default)
+        return self.mode_of(self.config)
+
+    @property
+    def polls(self) -> bool:
+        """Whether this endpoint is polled (see `polled`); one poll cycle is `poll()`."""
+        return self.polled(self.config)
 
     # --- the handover ------------------------------------------------------------------------------
     @abstractmethod
@@ -158,6 +195,25 @@ class Connector(ABC):
     def check_connection(self) -> str:
         """Make one harmless authenticated call; return what it showed, or raise an UpstreamError."""
         raise NotImplementedError(f"{self.kind} has no connection test")
+
+    # --- links for people ---------------------------------------------------------------------------
+    @classmethod
+    def interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        """A link that opens the interaction in the contact center's own agent UI, or None.
+
+        Reads only the endpoint's config, never its credentials, and makes no call (the context card
+        asks for it on its request path). Config `interaction_url_template` overrides the kind's own
+        link, with `{interaction_id}`, `{conversation_id}` and `{handover_id}` filled in, URL-encoded:
+        e.g. "https://desk.example.com/cases/{interaction_id}". Only http(s) links are returned.
+        """
+        template = config.get("interaction_url_template")
+        url = fill_url_template(str(template), ref) if template else cls.default_interaction_url(config, ref)
+        return url if url and url.startswith(("https://", "http://")) else None
+
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        """The kind's own deep link (see interaction_url); None when the kind has none."""
+        return None
 
     def webhook_instructions(self) -> str:
         """What to configure on the vendor's side so it calls our webhook."""

@@ -53,6 +53,8 @@ KEY_MISMATCH_HINT = (
     "if the secret is right, Chatwoot may be signing with a different key than the one it shows "
     "(chatwoot/chatwoot#13809); set config require_signature=false to accept unsigned webhooks"
 )
+MESSAGES_PER_PAGE = 100  # Get Messages with `after` answers up to 100
+MAX_MESSAGES_PER_POLL = 5000  # a guard; the cursor keeps the place, so the rest follows next cycle
 # In the REST API message_type is a number; in webhooks a word.
 MESSAGE_TYPES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
 
@@ -123,6 +125,16 @@ class ChatwootConnector(Connector):
         if token:
             # Reference: https://developers.chatwoot.com/api-reference/introduction (api_access_token header)
             self.session.headers["api_access_token"] = str(token)
+
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        # The dashboard's conversation page (the URL the Chatwoot UI itself shows), e.g.
+        # https://app.chatwoot.com/app/accounts/1/conversations/42
+        base = str(config.get("base_url") or "").rstrip("/")
+        account = str(config.get("account_id") or "")
+        if not base or not account.isdigit() or not str(ref.interaction_id).isdigit():
+            return None
+        return f"{base}/app/accounts/{account}/conversations/{ref.interaction_id}"
 
     # --- plumbing -----------------------------------------------------------------------------------
     @property
@@ -226,9 +238,7 @@ class ChatwootConnector(Connector):
         already: set[str] = set()
         if existing:
             conversation_id = str(existing["id"])
-            # Reference: https://developers.chatwoot.com/api-reference/messages/get-messages
-            data = self._call("GET", f"/conversations/{int(conversation_id)}/messages")
-            already = {str(m.get("content")) for m in (data or {}).get("payload") or []}
+            already = {str(m.get("content")) for m in self._messages_after(conversation_id, 0)}
         else:
             custom = {
                 "infobip_conversation_id": ctx.conversation_id,
@@ -423,10 +433,7 @@ class ChatwootConnector(Connector):
         ids = [ref.interaction_id for ref in open_interactions if ref.interaction_id]
         for conversation_id in ids:
             last = int(seen.get(conversation_id, 0))
-            params = {"after": last} if last else None
-            # Reference: https://developers.chatwoot.com/api-reference/messages/get-messages
-            data = self._call("GET", f"/conversations/{int(conversation_id)}/messages", params=params)
-            for message in sorted((data or {}).get("payload") or [], key=lambda m: int(m.get("id") or 0)):
+            for message in self._messages_after(conversation_id, last):
                 message_id = int(message.get("id") or 0)
                 if message_id <= last:
                     continue
@@ -449,6 +456,26 @@ class ChatwootConnector(Connector):
                     )
                 )
         return PollResult(events=events, cursor=json.dumps({k: v for k, v in seen.items() if k in ids}))
+
+    def _messages_after(self, conversation_id: str, after: int) -> list[dict]:
+        """Every message of the conversation after the id `after`, oldest first. Get Messages answers
+        at most 100 messages after an id (and only the latest 20 without one), so it is read again
+        after the last id of each full page until a page is not full."""
+        found: list[dict] = []
+        while True:
+            # Reference: https://developers.chatwoot.com/api-reference/messages/get-messages
+            data = self._call(
+                "GET", f"/conversations/{int(conversation_id)}/messages", params={"after": after}
+            )
+            page = sorted(
+                (m for m in (data or {}).get("payload") or [] if isinstance(m, dict) and m.get("id")),
+                key=lambda m: int(m["id"]),
+            )
+            page = [m for m in page if int(m["id"]) > after]
+            found += page
+            if len(page) < MESSAGES_PER_PAGE or len(found) >= MAX_MESSAGES_PER_POLL:
+                return found
+            after = int(page[-1]["id"])
 
     def check_connection(self) -> str:
         # Reference: https://developers.chatwoot.com/api-reference/profile/fetch-user-profile-details

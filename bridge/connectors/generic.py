@@ -30,7 +30,7 @@ from bridge.types import (
 )
 
 MAX_EVENTS = 1000  # per webhook request
-
+MAX_EVENT_PAGES = 50  # pages of GET /events read in one poll cycle
 # Reasons the protocol defines for a close that starts on the bridge's side.
 PROTOCOL_CLOSE_REASONS = {"CONVERSATION_CLOSED", "IDLE_TIMEOUT", "OPERATOR"}
 
@@ -62,6 +62,11 @@ class GenericConnector(Connector):
             "choice",
             ("webhook", "poll"),
             "webhook",
+        ),
+        Field(
+            "interaction_url_template",
+            "Optional link to an interaction in your agent UI, for Infobip's context card, e.g. "
+            "https://desk.example.com/cases/{interaction_id}",
         ),
     )
     credential_fields = (
@@ -162,6 +167,20 @@ class GenericConnector(Connector):
         return events
 
     def poll(self, cursor: str, open_interactions: list[InteractionRef]) -> PollResult:
+        """GET /events?after=<cursor>, and again after each answer's cursor while it says
+        `"hasMore": true` (at most MAX_EVENT_PAGES a cycle; the stored cursor keeps the place)."""
+        events: list[CcaasEvent] = []
+        for _ in range(MAX_EVENT_PAGES):
+            data = self._events_page(cursor)
+            events += [self._event(item) for item in data["events"]]
+            next_cursor = str(data.get("cursor") or cursor)
+            more = data.get("hasMore") is True and next_cursor != cursor
+            cursor = next_cursor
+            if not more:
+                break
+        return PollResult(events=events, cursor=cursor)
+
+    def _events_page(self, cursor: str) -> dict[str, Any]:
         params = {"after": cursor} if cursor else {}
         headers = signing.sign(self.secret, b"")
         response = http.request(
@@ -178,8 +197,7 @@ class GenericConnector(Connector):
             raise UpstreamError(
                 f"{self._service}: GET /events answered without an events list", service=self._service
             )
-        events = [self._event(item) for item in data["events"]]
-        return PollResult(events=events, cursor=str(data.get("cursor") or cursor))
+        return data
 
     def check_connection(self) -> str:
         if self.mode == "poll":

@@ -231,6 +231,25 @@ class GenesysConnector(Connector):
             problems.append("config: genesys agent replies arrive by webhook only; use mode 'webhook'")
         return problems
 
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        # The interaction details page of Genesys Cloud's web app (apps.<region>), which needs the
+        # Genesys conversation id: known once Genesys has answered the first inbound message. Config
+        # `app_url` overrides the host. Reference: https://help.mypurecloud.com/articles/view-interactions-details/
+        conversation = str((ref.data or {}).get("conversation_id") or "")
+        if not conversation:
+            return None
+        app = str(config.get("app_url") or "").rstrip("/")
+        if not app:
+            region = str(config.get("region") or "").strip().strip("/")
+            region = region.removeprefix("https://").removeprefix("api.").removeprefix("login.")
+            if not region and config.get("base_url"):
+                region = str(config["base_url"]).rstrip("/").removeprefix("https://").removeprefix("api.")
+            if not region:
+                return None
+            app = f"https://apps.{region}"
+        return f"{app}/directory/#/analytics/interactions/{quote(conversation, safe='')}/admin"
+
     # --- plumbing -----------------------------------------------------------------------------------
     @property
     def _service(self) -> str:
@@ -559,6 +578,9 @@ class GenesysConnector(Connector):
                 )
             elif isinstance(item.get("text"), dict) and item["text"].get("body"):
                 parts.append(("TEXT", {"text": str(item["text"]["body"])}))
+        if not parts:
+            # Nothing to show (an empty text): recorded and skipped visibly, never an empty message.
+            parts.append(("TEXT", {"text": ""}))
         events = []
         for index, (content_type, content) in enumerate(parts):
             part_id = message_id if index == 0 else f"{message_id}:{index}"

@@ -36,6 +36,24 @@ PAGE_LIMIT = 999  # the spec's maximum page size for list operations
 CONTENT_TEXT_MAX = 4096
 
 
+def more_pages(data: Any, items: list, pages_read: int, asked: int) -> bool:
+    """Whether a list answer has pages after the `pages_read` already read. Infobip's Pagination
+    object gives `totalItems` and the `limit` it really used, which may be smaller than the one
+    asked for; a page shorter than that size is the last. Never decided from a partial window: a
+    full page without a total means read on."""
+    pagination = (data.get("pagination") if isinstance(data, dict) else None) or {}
+    if not items:
+        return False
+    try:
+        size = int(pagination.get("limit") or asked)
+    except (TypeError, ValueError):
+        size = asked
+    total = pagination.get("totalItems")
+    if isinstance(total, int):
+        return pages_read * size < total
+    return len(items) >= size
+
+
 def format_time(value: datetime) -> str:
     """Infobip's documented filter format: yyyy-MM-dd'T'HH:mm:ss.SSS+0000 (UTC)."""
     value = value.astimezone(UTC)
@@ -158,11 +176,8 @@ class InfobipClient:
                         on_refused(clean_text(str(ident))[:80] if ident is not None else "", str(exc))
                     continue
                 yield message
-            pagination = data.get("pagination") if isinstance(data.get("pagination"), dict) else {}
-            total = pagination.get("totalItems")
-            total = total if isinstance(total, int) and not isinstance(total, bool) else None
             page += 1
-            if len(items) < params["limit"] or (total is not None and page * params["limit"] >= total):
+            if not more_pages(data, items, page, params["limit"]):
                 return
 
     def get_messages(self, conversation_id: str, **kwargs: Any) -> list[InfobipMessage]:
@@ -210,7 +225,7 @@ class InfobipClient:
             items = data.get("tags") or []
             names.extend(item["name"] for item in items if item.get("name"))
             page += 1
-            if len(items) < PAGE_LIMIT:
+            if not more_pages(data, items, page, PAGE_LIMIT):
                 return names
 
     def create_tag(self, name: str) -> None:

@@ -106,7 +106,7 @@ class Command(BaseCommand):
             )
             secrets = ",".join(sorted(e.credentials or {})) or "none"
             self.stdout.write(
-                f"{e.slug}\t{e.kind}\t{e.mode}\t{flags}\tconfig={json.dumps(e.config, sort_keys=True)}\t"
+                f"{e.slug}\t{e.kind}\t{e.mode}\t{'polled' if e.polled else 'not polled'}\t{flags}\tconfig={json.dumps(e.config, sort_keys=True)}\t"
                 f"credentials=[{secrets}]\tlast_error={(e.last_error or '-')[:80]}"
             )
 

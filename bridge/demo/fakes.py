@@ -506,6 +506,7 @@ class FakeGenericCcaas(FakeServer):
         self.by_key: dict[str, str] = {}
         self.received_keys: list[str] = []
         self.events: list[dict[str, Any]] = []
+        self.events_per_page = 50  # GET /events answers at most this many, with "hasMore"
         self.route("POST", r"/bridge/interactions", self._open)
         self.route("POST", r"/bridge/interactions/([^/]+)/messages", self._message)
         self.route("POST", r"/bridge/interactions/([^/]+)/close", self._close)
@@ -574,8 +575,9 @@ class FakeGenericCcaas(FakeServer):
         after = req.query.get("after", [None])[0]
         start = int(after) if after else 0
         with self.lock:
-            batch = self.events[start : start + 50]
-        return 200, {"events": batch, "cursor": str(start + len(batch))}
+            batch = self.events[start : start + self.events_per_page]
+            more = start + len(batch) < len(self.events)
+        return 200, {"events": batch, "cursor": str(start + len(batch)), "hasMore": more}
 
     # --- what agents do ----------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> requests.Response | None:

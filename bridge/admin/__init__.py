@@ -1,0 +1,12 @@
+"""The operator console: handovers, what is stuck and why, the actions that fix it, endpoints.
+
+Every action is a few lines calling bridge.services / bridge.operations and is written to the admin
+log with the user who ran it. Lists never count whole big tables (show_full_result_count off) and
+filter only on indexed columns.
+
+Modules: display (badges, shared columns), filters, handovers (list and bulk actions), handover_page
+(the detail page and its buttons), outbox (deliveries, messages, inbound events), endpoints, forms.
+Importing the package registers every ModelAdmin.
+"""
+
+from bridge.admin import endpoints, handovers, outbox  # noqa: F401  (registers the ModelAdmins)
