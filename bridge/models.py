@@ -423,3 +423,18 @@ class RateWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}@{self.window}: {self.count}"
+
+
+class RetiredEncryptionKey(models.Model):
+    """A key of BRIDGE_ENCRYPTION_KEYS that `bridge_rotate_keys` moved every value off.
+
+    Only a fingerprint is kept (the first 16 hex digits of the key's SHA-256), never the key. It
+    lets the command refuse keys given oldest-first: a retired key must never encrypt again.
+    """
+
+    fingerprint = models.CharField(max_length=16, unique=True)
+    retired_at = models.DateTimeField(default=timezone.now)
+    values_moved = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"key {self.fingerprint} (retired {self.retired_at:%Y-%m-%d})"

@@ -15,6 +15,7 @@ from bridge.admin.display import badge, pretty_json, short
 from bridge.admin.forms import EndpointForm
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError
+from bridge.fields import is_readable
 from bridge.models import CcaasEndpoint, Delivery
 
 
@@ -94,6 +95,8 @@ class CcaasEndpointAdmin(admin.ModelAdmin):
     def health(self, obj):
         if not obj.enabled:
             return badge("disabled", "muted")
+        if not is_readable(obj):
+            return badge("credentials unreadable", "bad")
         if obj.auth_failed:
             return badge("credentials refused", "bad")
         if obj.last_error_at and (obj.last_success_at is None or obj.last_error_at > obj.last_success_at):
