@@ -158,7 +158,7 @@ class GenericConnector(Connector):
             raise WebhookError('expected {"events": [...]}')
         if len(data["events"]) > MAX_EVENTS:
             raise WebhookError(f"at most {MAX_EVENTS} events per request")
-        events = [self._event(item) for item in data["events"]]
+        events = [self._event_or_refusal(item) for item in data["events"]]
         if events and all(event.refusal for event in events):
             # Nothing in the batch can be stored: refuse the request itself (400, nothing stored).
             raise WebhookError(
@@ -172,7 +172,7 @@ class GenericConnector(Connector):
         events: list[CcaasEvent] = []
         for _ in range(MAX_EVENT_PAGES):
             data = self._events_page(cursor)
-            events += [self._event(item) for item in data["events"]]
+            events += [self._event_or_refusal(item) for item in data["events"]]
             next_cursor = str(data.get("cursor") or cursor)
             more = data.get("hasMore") is True and next_cursor != cursor
             cursor = next_cursor
@@ -224,10 +224,11 @@ class GenericConnector(Connector):
         )
 
     @staticmethod
-    def _event(item: Any) -> CcaasEvent:
-        """One protocol event; a malformed one comes back with `refusal` set (refused on its own)."""
+    def _event_or_refusal(item: Any) -> CcaasEvent:
+        """One protocol event of a batch; a malformed one comes back with `refusal` set, so it is
+        refused on its own and the rest of the batch is stored."""
         try:
-            return GenericConnector._parse_event(item)
+            return GenericConnector._event(item)
         except WebhookError as exc:
             ident = item.get("id") if isinstance(item, dict) else None
             return CcaasEvent(
@@ -239,7 +240,8 @@ class GenericConnector(Connector):
             )
 
     @staticmethod
-    def _parse_event(item: Any) -> CcaasEvent:
+    def _event(item: Any) -> CcaasEvent:
+        """One protocol event; WebhookError (400) when malformed."""
         data = inputs.validated(EventSerializer, item, "event")
         raw_type = data["type"]
         try:
