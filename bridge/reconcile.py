@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.db import DataError, transaction
@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from bridge import handlers, services
 from bridge.exceptions import BridgeError, ConversationClosedError, NotFoundError
-from bridge.models import ConversationLink, HandoverEvent, Message, State
+from bridge.models import ConversationLink, Delivery, HandoverEvent, Message, State
 from bridge.ratelimit import RateLimited
 from bridge.types import Direction
 
@@ -45,11 +45,39 @@ def reconcile_link(link: ConversationLink, client=None) -> int:
     for message in client.iter_messages(
         link.conversation_id, created_after=since, on_refused=_refused_note(link)
     ):
-        if message.id not in known and message.direction == Direction.INBOUND:
-            recovered += _record(link, message)
+        if message.id in known or message.direction != Direction.INBOUND:
+            continue
+        if _record(link, message, recovered=True):
+            recovered += 1
+            _note_gap(link, message)
     if recovered:
         link.note("reconciled", f"{recovered} customer messages recovered that the webhook did not deliver")
     return recovered
+
+
+def _note_gap(link: ConversationLink, message) -> None:
+    """Put the gap on the timeline: when the customer wrote the recovered message, how late it was
+    found, and how many later messages had already gone to the contact center before it."""
+    overtaken = Delivery.objects.filter(
+        link=link,
+        lane=Delivery.Lane.TO_CCAAS,
+        kind=Delivery.Kind.MESSAGE,
+        sort_at__gt=message.created_at,
+        state__in=[Delivery.Status.DONE, Delivery.Status.IN_FLIGHT],
+    ).count()
+    late = (timezone.now() - message.created_at).total_seconds()
+    written = message.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    order = (
+        f"{overtaken} later message{'s' if overtaken != 1 else ''} had already reached the contact center, "
+        "so it arrives out of order, marked as recovered"
+        if overtaken
+        else "nothing later had been delivered yet, so it arrives in order, marked as recovered"
+    )
+    link.note(
+        "recovered",
+        f"customer message {message.id} written {written} never came by webhook; found by "
+        f"reconciliation {late:.0f} s later; {order}",
+    )
 
 
 def reconcile_all(now=None) -> Reconciled:
@@ -97,10 +125,10 @@ def fetch_messages(link_id, message_ids: list[str]) -> int:
     )
 
 
-def _record(link: ConversationLink, message) -> int:
+def _record(link: ConversationLink, message, *, recovered: bool = False) -> int:
     """Record one recovered message; one that cannot be stored is noted, never holds back the rest."""
     try:
-        return int(services.record_once(link, message))
+        return int(services.record_once(link, message, recovered=recovered))
     except DataError as exc:
         logger.warning("message %s of handover %s cannot be stored: %s", message.id, link.pk, exc)
         _refused_note(link)(message.id, "a value of this message cannot be stored")

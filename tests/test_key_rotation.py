@@ -156,6 +156,7 @@ def test_every_encrypted_field_is_covered(stored):
     assert {(m.__name__, f.name) for m, f in encrypted_fields()} == {
         ("CcaasEndpoint", "credentials"),
         ("InfobipSubscription", "credentials"),
+        ("InfobipBot", "credentials"),
     }
 
 

@@ -1,4 +1,4 @@
-"""The generic CCaaS protocol (CONTRACT.md §4): for contact centers that implement a small HTTP API.
+"""The generic CCaaS protocol (docs/protocol.md): for contact centers that implement a small HTTP API.
 
 Requests are signed (X-Bridge-Timestamp, X-Bridge-Signature) and carry a stable Idempotency-Key;
 webhooks are verified the same way; poll mode reads GET /events?after=<cursor>.
@@ -15,7 +15,14 @@ import requests
 from rest_framework import serializers
 
 from bridge import http, inputs, signing
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_sequence,
+    vendor_time,
+)
 from bridge.exceptions import TransientError, UpstreamError, WebhookError
 from bridge.types import (
     AgentMessage,
@@ -36,8 +43,9 @@ PROTOCOL_CLOSE_REASONS = {"CONVERSATION_CLOSED", "IDLE_TIMEOUT", "OPERATOR"}
 
 
 def message_json(message: InfobipMessage) -> dict[str, Any]:
-    """A message as the protocol carries it; authorType, contentType and content are Infobip's."""
-    return {
+    """A message as the protocol carries it; authorType, contentType and content are Infobip's.
+    `"recovered": true` marks a message found late by reconciliation (createdAt is when it was written)."""
+    body = {
         "id": message.id,
         "direction": message.direction.value,
         "authorType": message.author_type.value,
@@ -45,12 +53,15 @@ def message_json(message: InfobipMessage) -> dict[str, Any]:
         "content": message.content,
         "createdAt": message.created_at.isoformat(),
     }
+    if message.recovered:
+        body["recovered"] = True
+    return body
 
 
 class GenericConnector(Connector):
     kind = "generic"
     label = "Generic protocol"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True)
+    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True, recovered_field=True)
     config_fields = (
         Field(
             "base_url", "The contact center's bridge API, e.g. https://ccaas.example.com/bridge", True, "url"
@@ -67,6 +78,12 @@ class GenericConnector(Connector):
             "interaction_url_template",
             "Optional link to an interaction in your agent UI, for Infobip's context card, e.g. "
             "https://desk.example.com/cases/{interaction_id}",
+        ),
+        Field(
+            "max_text_length",
+            "Longest customer message the contact center takes, in characters (none if unset); "
+            "longer ones are sent in parts",
+            kind="int",
         ),
     )
     credential_fields = (
@@ -263,6 +280,9 @@ class GenericConnector(Connector):
                 content=payload["content"],
                 agent_id=agent.get("id") or None,
                 agent_name=agent.get("name"),
+                # Optional: the contact center's order of its agent messages.
+                sent_at=vendor_time(item["message"].get("createdAt")),
+                sequence=vendor_sequence(item["message"].get("sequence")),
             )
         # Extension: {"type": "typing", "interactionId", "typing": true|false} (absent means true).
         typing = _flag(item.get("typing")) if event_type == EventType.TYPING else True
