@@ -27,6 +27,7 @@ from bridge.exceptions import (
     UpstreamAuthError,
     UpstreamError,
 )
+from bridge.logs import for_delivery
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def drive_lane(link_id, lane: str, *, limit: int = 200) -> int:
     return done
 
 
+@for_delivery
 def run(delivery: Delivery, handler: Callable[[Delivery], str | None]) -> None:
     """Run one claimed delivery and record how it ended."""
     try:
