@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from bridge import delivery as engine
 from bridge import media
 from bridge.connectors import get_connector
 from bridge.exceptions import ConversationClosedError, NotFoundError, PermanentError
@@ -105,10 +106,10 @@ def handle_open(delivery: Delivery) -> str | None:
     history = client.get_messages(link.conversation_id)
     tags = client.get_tags(link.conversation_id)
     metadata = client.get_metadata(link.conversation_id)
-    endpoint = link.endpoint or choose_endpoint(tags, metadata)
+    channel, customer, sender = _customer_side(history, link)
+    endpoint = link.endpoint or choose_endpoint(tags, metadata, channel=channel, destination=sender)
     if endpoint is None:
         raise PermanentError("no routing rule matches this conversation and there is no default endpoint")
-    channel, customer, sender = _customer_side(history, link)
     display_name = (link.context or {}).get("displayName") or (link.context or {}).get("customerName")
     with transaction.atomic():
         link.endpoint = endpoint
@@ -141,7 +142,8 @@ def handle_open(delivery: Delivery) -> str | None:
         history=[media.for_connector(m, attachments=connector.capabilities.attachments) for m in history],
     )
     result = connector.open_interaction(ctx)
-    if settings.INFOBIP_AGENT_ID:
+    if settings.INFOBIP_AGENT_ID and not link.bot_id:
+        # In external-bot mode the conversation stays assigned to the bot, which writes as itself.
         client.change_assignment(link.conversation_id, settings.INFOBIP_AGENT_ID)
     now = timezone.now()
     with transaction.atomic():
@@ -202,15 +204,38 @@ def handle_message(delivery: Delivery) -> str | None:
         if not media.has_content(row.content_type, row.content):
             link.note("skipped", f"customer message {row.external_id} has nothing to show; not sent")
             return "skipped: the customer message has nothing to show"
-        connector = get_connector(link.endpoint)
-        connector.send_customer_message(
-            interaction_ref(link),
-            media.for_connector(
-                to_infobip_message(row, link), attachments=connector.capabilities.attachments
-            ),
-        )
-        return None
+        return _send_to_ccaas(delivery, link, row)
     return _send_to_customer(delivery, link, row)
+
+
+def _send_to_ccaas(delivery: Delivery, link: ConversationLink, row: Message) -> str | None:
+    """Send a customer message to the interaction: in parts, in order, when it is longer than the
+    contact center takes (Connector.text_limit, in its unit). The parts already sent are
+    remembered on the delivery, so a retry never repeats one."""
+    connector = get_connector(link.endpoint)
+    message = media.for_connector(
+        to_infobip_message(row, link),
+        attachments=connector.capabilities.attachments,
+        recovered_field=connector.capabilities.recovered_field,
+    )
+    unit = connector.capabilities.text_unit
+    parts = media.split_for_limit(message, connector.text_limit, unit)
+    payload = dict(delivery.payload or {})
+    sent = int(payload.get("parts_sent", 0))
+    ref = interaction_ref(link)
+    for index in range(sent, len(parts)):
+        for own_id in connector.send_customer_message(ref, parts[index]) or []:
+            remember_own(link, row, OwnMessage.Side.CCAAS, own_id, part=index)
+        if len(parts) > 1:
+            payload.update(parts_sent=index + 1, parts=len(parts))
+            Delivery.objects.filter(pk=delivery.pk).update(payload=payload)
+    if len(parts) > 1 and sent < len(parts):
+        link.note(
+            "split",
+            f"customer message {row.external_id} sent in {len(parts)} parts: the contact center "
+            f"takes at most {connector.text_limit} {unit} a message",
+        )
+    return None
 
 
 def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) -> str | None:
@@ -224,6 +249,10 @@ def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) 
         return "skipped: the agent message has nothing to show (no text, media or attachment)"
     sent = int((delivery.payload or {}).get("parts_sent", 0))
     client = infobip_client()
+    if link.bot_id:
+        # External-bot mode: "x-agent-id ... is bot id and is used as bots identity" (Infobip's bots
+        # documentation); INFOBIP_AGENT_ID does not apply.
+        client.agent_id = link.bot.bot_id
     for index in range(sent, len(parts)):
         content_type, content = parts[index]
         answer = client.create_message(
@@ -238,8 +267,8 @@ def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) 
             remember_own(link, row, OwnMessage.Side.INFOBIP, str(answer["id"]), part=index)
             if index == 0:
                 Message.objects.filter(pk=row.pk).update(infobip_message_id=str(answer["id"]))
-        Delivery.objects.filter(pk=delivery.pk).update(
-            payload={**(delivery.payload or {}), "parts_sent": index + 1, "parts": len(parts)}
+        engine.save_progress(
+            delivery, {**(delivery.payload or {}), "parts_sent": index + 1, "parts": len(parts)}
         )
     return None
 
@@ -254,7 +283,14 @@ def handle_close_ccaas(delivery: Delivery) -> str | None:
 
 
 def handle_close_infobip(delivery: Delivery) -> str | None:
-    link = ConversationLink.objects.get(pk=delivery.link_id)
+    link = ConversationLink.objects.select_related("endpoint").get(pk=delivery.link_id)
+    if link.bot_id:
+        from bridge import bots  # external-bot mode: the endpoint's policy says how to let go
+
+        try:
+            return bots.release(link)
+        except (NotFoundError, ConversationClosedError):
+            return "skipped: the conversation is closed or unknown on Infobip"
     try:
         changed = infobip_client().close_conversation(link.conversation_id)
     except NotFoundError:
@@ -277,7 +313,7 @@ def handle_route_back(delivery: Delivery) -> str | None:
             if not payload.get("tagged"):
                 client.add_tag(link.conversation_id, tag)
                 payload["tagged"] = True
-                Delivery.objects.filter(pk=delivery.pk).update(payload=payload)
+                engine.save_progress(delivery, payload)
             client.route_conversation(link.conversation_id)
     except ConversationClosedError:
         closed = True

@@ -210,25 +210,33 @@ def recovered_mark(message: InfobipMessage) -> str:
     return f"[Recovered, sent late: written {when}]"
 
 
-def customer_text(message: InfobipMessage) -> str:
-    """What a text-only contact center shows for a customer-side message: render_text, preceded by
-    the recovered mark when the message arrived late."""
-    text = render_text(message.content_type, message.content)
-    mark = recovered_mark(message)
-    return f"{mark} {text}" if mark and text else mark or text
-
-
-def for_connector(message: InfobipMessage, *, attachments: bool) -> InfobipMessage:
+def for_connector(
+    message: InfobipMessage, *, attachments: bool, recovered_field: bool = False
+) -> InfobipMessage:
     """The message as a connector should receive it: unchanged when it carries media and rich content
-    itself (Capabilities.attachments), else anything but a plain text rendered as a readable TEXT
-    (a text that answers an earlier message carries the quote)."""
-    plain = message.content_type.upper() == "TEXT" and not isinstance(message.content.get("replyTo"), dict)
-    if attachments or plain:
+    itself (Capabilities.attachments), else anything but text rendered as a readable TEXT.
+
+    A recovered message (found late by reconciliation) gets its visible mark, with the time it was
+    written, in front of what the agent reads, unless the connector carries the mark as a field of
+    its own (Capabilities.recovered_field): media keep their kind and carry it in the caption."""
+    if not (attachments or message.content_type.upper() == "TEXT"):
+        message = dataclasses.replace(
+            message,
+            content_type="TEXT",
+            content={"text": render_text(message.content_type, message.content)},
+        )
+    mark = recovered_mark(message)
+    if not mark or recovered_field:
         return message
+    kind = message.content_type.upper()
+    content = dict(message.content or {})
+    if kind in MEDIA_TYPES:
+        caption = content.get("caption") or content.get("text")
+        content["caption"] = f"{mark} {caption}" if caption else mark
+        return dataclasses.replace(message, content=content)
+    text = render_text(message.content_type, message.content)
     return dataclasses.replace(
-        message,
-        content_type="TEXT",
-        content={"text": render_text(message.content_type, message.content)},
+        message, content_type="TEXT", content={"text": f"{mark} {text}" if text else mark}
     )
 
 
@@ -272,24 +280,77 @@ def agent_attachment(
         kind = kind_from_name(filename) or kind_from_name(url) or "DOCUMENT"
     content: dict[str, Any] = {"url": url}
     if caption and kind in ("IMAGE", "VIDEO", "DOCUMENT"):
-        content["caption"] = caption[:TEXT_MAX]
+        content["caption"] = caption  # outbound_parts moves a caption over the limit into text
     return kind, content
 
 
-def split_text(text: str, limit: int = TEXT_MAX) -> list[str]:
-    """Text in parts of at most `limit` characters, in order, preferring to cut at a line break or
-    a space near the end of each part."""
+UNITS = ("characters", "utf16", "bytes")
+
+
+def measure(text: str, unit: str = "characters") -> int:
+    """The length of `text` in the unit a target counts: Unicode characters (code points), UTF-16
+    code units (an emoji outside the BMP counts 2), or UTF-8 bytes."""
+    if unit == "bytes":
+        return len(text.encode("utf-8"))
+    if unit == "utf16":
+        return len(text.encode("utf-16-le")) // 2
+    return len(text)
+
+
+def _fit(text: str, limit: int, unit: str) -> int:
+    """The number of leading characters of `text` whose length in `unit` is within `limit`."""
+    if unit == "characters":
+        return min(limit, len(text))
+    size = 0
+    for index, char in enumerate(text):
+        size += measure(char, unit)
+        if size > limit:
+            return index
+    return len(text)
+
+
+def split_text(text: str, limit: int = TEXT_MAX, unit: str = "characters") -> list[str]:
+    """Text in parts of at most `limit` (counted in `unit`, see `measure`), in order, preferring to
+    cut at a line break or a space near the end of each part (that one break is dropped)."""
+    if limit < 1:
+        raise ValueError("a text limit must be at least 1")
     parts: list[str] = []
-    while len(text) > limit:
-        cut = max(text.rfind("\n", 0, limit + 1), text.rfind(" ", 0, limit + 1))
-        if cut < limit // 2:
-            cut = limit  # no good break: cut hard
+    while measure(text, unit) > limit:
+        fit = max(1, _fit(text, limit, unit))
+        cut = max(text.rfind("\n", 0, fit), text.rfind(" ", 0, fit))
+        if cut < fit // 2:
+            cut = fit  # no good break: cut hard (between characters, never inside one)
         parts.append(text[:cut])
         text = text[cut:]
         if text[:1] in ("\n", " "):
             text = text[1:]
     parts.append(text)
     return parts
+
+
+def split_for_limit(message: InfobipMessage, limit: int, unit: str = "characters") -> list[InfobipMessage]:
+    """A customer-side message as the parts a contact center that takes at most `limit` (in `unit`)
+    a message needs, in order; the message itself when it fits (or when `limit` is 0, no limit).
+
+    A message over the limit goes as TEXT parts of its readable rendering (a media link stays in
+    the text); the first part keeps the message id, the others are `<id>:2`, `<id>:3`, ... so each
+    is recorded and sent once. A recovered message's mark is already in its text (for_connector),
+    so it counts against the limit and leads the first part."""
+    if not limit:
+        return [message]
+    text = render_text(message.content_type, message.content)
+    if measure(text, unit) <= limit:
+        return [message]
+    pieces = split_text(text, limit, unit)
+    return [
+        dataclasses.replace(
+            message,
+            id=message.id if n == 0 else f"{message.id}:{n + 1}",
+            content_type="TEXT",
+            content={"text": piece},
+        )
+        for n, piece in enumerate(pieces)
+    ]
 
 
 def outbound_parts(content_type: str, content: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -318,4 +379,15 @@ def outbound_parts(content_type: str, content: dict[str, Any]) -> list[tuple[str
                 caption=str(item.get("caption") or ""),
             )
         )
-    return parts
+    return [piece for part in parts for piece in _caption_within_limit(part)]
+
+
+def _caption_within_limit(part: tuple[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """A media part whose caption is longer than Infobip takes goes without it, followed by the
+    caption as text parts: nothing of it is cut."""
+    kind, content = part
+    caption = content.get("caption")
+    if kind == "TEXT" or not isinstance(caption, str) or len(caption) <= TEXT_MAX:
+        return [part]
+    media_part = {k: v for k, v in content.items() if k != "caption"}
+    return [(kind, media_part), *[("TEXT", {"text": piece}) for piece in split_text(caption)]]

@@ -10,6 +10,7 @@ InboundEvent    every event received from a contact center (or Infobip envelope)
 OwnMessage      every message the bridge created on either side, by the id that side gave it (echoes).
 HandoverEvent   the handover's timeline, for operators.
 Lease           named, expiring locks (the ticker, endpoint polls).
+InfobipBot      an Infobip external chatbot (`/ccaas/1/bots`) whose webhook is the bridge.
 """
 
 from __future__ import annotations
@@ -168,6 +169,14 @@ class ConversationLink(models.Model):
     closed_by = models.CharField(max_length=150, blank=True)
     last_error = models.TextField(blank=True)
     stuck_flagged_at = models.DateTimeField(null=True, blank=True)
+    bot = models.ForeignKey(
+        "InfobipBot",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="handovers",
+        help_text="The Infobip external bot the conversation came through (external-bot mode).",
+    )
 
     objects = ConversationLinkQuerySet.as_manager()
 
@@ -470,3 +479,65 @@ class RateWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}@{self.window}: {self.count}"
+
+
+class InfobipBot(models.Model):
+    """An Infobip external chatbot whose webhook is the bridge (external-bot mode).
+
+    Infobip forwards every inbound message of the bot's number or page (destination and channel) to
+    `/webhooks/infobip-bot/<webhook_token>/` with a static secret header, until the conversation is
+    handed to someone else. Written by `manage.py bridge_bot`. Reference:
+    https://www.infobip.com/docs/api/customer-engagement/conversations/setup-bot
+    """
+
+    SECRET_HEADER = "X-Bridge-Bot-Secret"
+
+    class OnClose(models.TextChoices):
+        CLOSE = "close", "Close the Infobip conversation"
+        ROUTE = "route", "Route it to Infobip's agents"
+        ASSIGN = "assign", "Assign it to an Infobip agent"
+        QUEUE = "queue", "Put it in an Infobip queue"
+
+    bot_id = models.CharField("Infobip bot id", max_length=255, blank=True, db_index=True)
+    display_name = models.CharField(max_length=255)
+    channel = models.CharField(max_length=64)
+    destination = models.CharField(
+        max_length=255, help_text="Phone number, Messenger page id or Live Chat widget id."
+    )
+    endpoint = models.ForeignKey(
+        CcaasEndpoint,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="bots",
+        help_text="Where its conversations go; empty: routing rules, then the default endpoint.",
+    )
+    webhook_token = models.CharField(max_length=64, unique=True)
+    credentials = RotatingEncryptedJSONField(default=dict, blank=True, help_text="The secret header value.")
+    enabled = models.BooleanField(default=True)
+    session_timeout_seconds = models.PositiveIntegerField(default=86400)
+    registered_fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="What was last sent to Infobip (a hash; it includes the secret)."
+    )
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Infobip bot"
+        ordering = ["channel", "destination"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "destination"], name="one_bot_per_destination"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.channel} {self.destination})"
+
+    def webhook_url(self) -> str:
+        return f"{settings.BRIDGE_PUBLIC_URL}/webhooks/infobip-bot/{self.webhook_token}/"
+
+    @property
+    def secret(self) -> str:
+        return str((self.credentials or {}).get("secret") or "")

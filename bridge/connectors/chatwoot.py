@@ -35,7 +35,7 @@ from bridge.connectors.base import (
     vendor_time,
 )
 from bridge.exceptions import ConfigurationError, SignatureError, UpstreamError, WebhookError
-from bridge.media import customer_text, render_text
+from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
     AuthorType,
@@ -87,7 +87,16 @@ def _label(tag: str) -> str:
 class ChatwootConnector(Connector):
     kind = "chatwoot"
     label = "Chatwoot"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=True, tags=True)
+    # Chatwoot validates message content to at most 150,000 characters (Message model).
+    capabilities = Capabilities(
+        webhook=True,
+        poll=True,
+        attachments=False,
+        typing=True,
+        tags=True,
+        text_limit=150000,
+        text_unit="characters",
+    )
     config_fields = (
         Field("base_url", "Your Chatwoot, e.g. https://app.chatwoot.com", True, "url"),
         Field("account_id", "The account id (in the dashboard URL)", True, "int"),
@@ -292,8 +301,11 @@ class ChatwootConnector(Connector):
             data={"contact_id": contact_id, "source_id": source_id, "history_message_ids": own},
         )
 
-    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
-        self._post_message(ref.interaction_id, customer_text(message), private=False)
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
+        message_id = self._post_message(
+            ref.interaction_id, message_text(message.content_type, message.content), private=False
+        )
+        return [str(message_id)] if message_id else None
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {

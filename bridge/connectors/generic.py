@@ -59,7 +59,7 @@ def message_json(message: InfobipMessage) -> dict[str, Any]:
 class GenericConnector(Connector):
     kind = "generic"
     label = "Generic protocol"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True)
+    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True, recovered_field=True)
     config_fields = (
         Field(
             "base_url", "The contact center's bridge API, e.g. https://ccaas.example.com/bridge", True, "url"
@@ -76,6 +76,12 @@ class GenericConnector(Connector):
             "interaction_url_template",
             "Optional link to an interaction in your agent UI, for Infobip's context card, e.g. "
             "https://desk.example.com/cases/{interaction_id}",
+        ),
+        Field(
+            "max_text_length",
+            "Longest customer message the contact center takes, in characters (none if unset); "
+            "longer ones are sent in parts",
+            kind="int",
         ),
     )
     credential_fields = (

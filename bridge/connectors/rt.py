@@ -20,7 +20,7 @@ from urllib.parse import quote
 from bridge import http
 from bridge.connectors.base import Capabilities, Connector, Field, vendor_sequence, vendor_time
 from bridge.exceptions import ConfigurationError, PermanentError, UpstreamError, WebhookError
-from bridge.media import customer_text, render_text
+from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
     CcaasEvent,
@@ -278,7 +278,7 @@ class RtConnector(Connector):
         action = "comment" if self.config.get("customer_messages") == "comment" else "correspond"
         who = ref.customer.display_name or ref.customer.address
         body: dict[str, Any] = {
-            "Content": f"{who} wrote:\n\n{customer_text(message)}\n",
+            "Content": f"{who} wrote:\n\n{message_text(message)}\n",
             "ContentType": "text/plain",
         }
         attachment = self._attachment(message)

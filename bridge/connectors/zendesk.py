@@ -39,7 +39,7 @@ from bridge.exceptions import (
     UpstreamError,
     WebhookError,
 )
-from bridge.media import customer_text, render_text
+from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
     AuthorType,
@@ -138,7 +138,18 @@ def _comment_content(comment: dict[str, Any]) -> dict[str, Any]:
 class ZendeskConnector(Connector):
     kind = "zendesk"
     label = "Zendesk Support"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=False, tags=True)
+    # A comment body is limited in size (about 65,000 characters "depending on encoding"): counted
+    # in UTF-8 bytes with room to spare.
+    # Reference: https://support.zendesk.com/hc/en-us/community/posts/4719863289498-Commets-size
+    capabilities = Capabilities(
+        webhook=True,
+        poll=True,
+        attachments=False,
+        typing=False,
+        tags=True,
+        text_limit=64000,
+        text_unit="bytes",
+    )
     config_fields = (
         Field("subdomain", "Your Zendesk subdomain, e.g. acme for acme.zendesk.com (or set base_url)"),
         Field("base_url", "Overrides https://<subdomain>.zendesk.com", kind="url"),
@@ -332,17 +343,27 @@ class ZendeskConnector(Connector):
             raise self._no_id("POST /api/v2/tickets")
         return OpenResult(interaction_id=str(ticket_id), data={"requester_id": requester_id})
 
-    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
         requester_id = (ref.data or {}).get("requester_id")
         if not requester_id:
             raise ConfigurationError(f"handover {ref.handover_id}: the ticket's requester id is not known")
         comment = {
-            "body": customer_text(message),
+            "body": message_text(message.content_type, message.content),
             "author_id": int(requester_id),
             "public": True,
         }
         # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
-        self._call("PUT", f"/api/v2/tickets/{int(ref.interaction_id)}", {"ticket": {"comment": comment}})
+        data = self._call(
+            "PUT", f"/api/v2/tickets/{int(ref.interaction_id)}", {"ticket": {"comment": comment}}
+        )
+        # The answer's audit lists what the update created; its Comment event's id is the comment's.
+        events = ((data or {}).get("audit") or {}).get("events") if isinstance(data, dict) else None
+        ids = [
+            str(e["id"])
+            for e in events or []
+            if isinstance(e, dict) and e.get("type") == "Comment" and e.get("id")
+        ]
+        return ids or None
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {
