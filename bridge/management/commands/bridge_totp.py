@@ -25,7 +25,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--name", default="authenticator", help="a name for the device (default: authenticator)"
         )
-        parser.add_argument("--list", dest="show", action="store_true", help="list the user's devices and exit")
+        parser.add_argument(
+            "--list", dest="show", action="store_true", help="list the user's devices and exit"
+        )
         parser.add_argument("--delete", metavar="NAME", help="delete the user's device NAME and exit")
         parser.add_argument(
             "--no-confirm", action="store_true", help="do not ask for a code; the device stays unconfirmed"
