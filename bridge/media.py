@@ -214,12 +214,14 @@ def for_connector(
     message: InfobipMessage, *, attachments: bool, recovered_field: bool = False
 ) -> InfobipMessage:
     """The message as a connector should receive it: unchanged when it carries media and rich content
-    itself (Capabilities.attachments), else anything but text rendered as a readable TEXT.
+    itself (Capabilities.attachments), else anything but a plain text rendered as a readable TEXT
+    (a text that answers an earlier message carries the quote).
 
     A recovered message (found late by reconciliation) gets its visible mark, with the time it was
     written, in front of what the agent reads, unless the connector carries the mark as a field of
     its own (Capabilities.recovered_field): media keep their kind and carry it in the caption."""
-    if not (attachments or message.content_type.upper() == "TEXT"):
+    plain = message.content_type.upper() == "TEXT" and not isinstance(message.content.get("replyTo"), dict)
+    if not (attachments or plain):
         message = dataclasses.replace(
             message,
             content_type="TEXT",
