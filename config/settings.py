@@ -198,6 +198,11 @@ BRIDGE_RETRY_MAX_SECONDS = env.float("BRIDGE_RETRY_MAX_SECONDS", default=3600)
 BRIDGE_RETRY_MAX_ATTEMPTS = env.int("BRIDGE_RETRY_MAX_ATTEMPTS", default=15)
 BRIDGE_POLL_INTERVAL_SECONDS = env.float("BRIDGE_POLL_INTERVAL_SECONDS", default=15)
 BRIDGE_STUCK_AFTER_SECONDS = env.float("BRIDGE_STUCK_AFTER_SECONDS", default=900)
+BRIDGE_ALERT_WAITING_SECONDS = env.float("BRIDGE_ALERT_WAITING_SECONDS", default=600)
+BRIDGE_ALERT_HEARTBEAT_SECONDS = env.float("BRIDGE_ALERT_HEARTBEAT_SECONDS", default=300)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="handover-bridge@localhost")
+# Alert e-mail: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587 (django-environ).
+globals().update(env.email_url("EMAIL_URL", default="consolemail://"))
 BRIDGE_IDLE_CLOSE_SECONDS = env.float("BRIDGE_IDLE_CLOSE_SECONDS", default=86400)
 # How long a claimed delivery stays leased to its worker. A heartbeat renews it every third of this
 # while the worker is still working, so it bounds how long a killed worker's delivery waits, not how
@@ -240,6 +245,8 @@ if BRIDGE_CARD_TOKEN and BRIDGE_CARD_TOKEN in (BRIDGE_API_TOKEN, BRIDGE_INBOUND_
     )
 if BRIDGE_CARD_TOKEN and len(BRIDGE_CARD_TOKEN) < 32:
     raise ImproperlyConfigured("BRIDGE_CARD_TOKEN must be at least 32 characters.")
+# External bots (manage.py bridge_bot): how often the ticker compares them with Infobip (0: never).
+BRIDGE_BOT_CHECK_SECONDS = env.float("BRIDGE_BOT_CHECK_SECONDS", default=300)
 BRIDGE_CARD_ORIGINS = env.list("BRIDGE_CARD_ORIGINS", default=["https://portal.infobip.com"])
 for _origin in BRIDGE_CARD_ORIGINS:
     if not re.fullmatch(r"https?://[A-Za-z0-9.*-]+(:[0-9]{1,5})?", _origin):
