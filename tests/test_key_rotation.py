@@ -157,6 +157,7 @@ def test_every_encrypted_field_is_covered(stored):
         ("CcaasEndpoint", "credentials"),
         ("InfobipSubscription", "credentials"),
         ("InfobipBot", "credentials"),
+        ("AlertChannel", "target"),
     }
 
 
