@@ -14,6 +14,7 @@ the machine.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -122,11 +123,14 @@ class Network:
         self.hosts: list[Host] = []
         self.relays: list[Relay] = []
         self.isolated = False
+        self.closed = False
         self.why_not = ""
         if shutil.which("ip") is None or os.geteuid() != 0:
             self.why_not = "no `ip` command or not root"
             self.gateway = "127.0.0.1"
             return
+        self._remove_leftovers()
+        atexit.register(self.close)
         try:
             _ip("link", "add", self.bridge, "type", "bridge")
             _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
@@ -137,6 +141,17 @@ class Network:
             self.gateway = "127.0.0.1"
             with contextlib.suppress(Exception):
                 _ip("link", "del", self.bridge)
+
+    def _remove_leftovers(self) -> None:
+        """Namespaces and the bridge of an earlier run with the same tag that was killed before it
+        could clean up (the tag comes from the process id, so this is rare)."""
+        listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+        for line in listing.stdout.splitlines():
+            name = line.split()[0] if line.strip() else ""
+            if name.startswith(f"hb{self.tag}"):
+                subprocess.run(["ip", "netns", "pids", name], capture_output=True, check=False)
+                subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
 
     def relay(self, target: tuple[str, int]) -> Relay:
         relay = Relay((self.gateway, 0), target)
@@ -167,6 +182,9 @@ class Network:
         return host
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         for host in self.hosts:
             for process in host.processes:
                 process.kill()
