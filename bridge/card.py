@@ -125,7 +125,7 @@ def _handover(link: ConversationLink, stuck_ids: set, now: datetime) -> dict[str
     stuck = link.pk in stuck_ids
     last_error = link.last_error or (failing.last_error if failing else "")
     endpoint = link.endpoint
-    bot = getattr(link, "bot", None)
+    bot = link.bot
     return {
         "id": str(link.pk),
         "state": link.state,
@@ -204,10 +204,8 @@ def build_card(conversation_id: str, variables: dict[str, str] | None = None) ->
     "generatedAt"}. An unknown conversation gives handedOver false and empty lists (not an error).
     """
     now = timezone.now()
-    links = ConversationLink.objects.filter(conversation_id=conversation_id).select_related("endpoint")
-    links = links.defer("endpoint__credentials", "context", "metadata")
-    if hasattr(ConversationLink, "bot"):
-        links = links.select_related("bot")
+    links = ConversationLink.objects.filter(conversation_id=conversation_id).select_related("endpoint", "bot")
+    links = links.defer("endpoint__credentials", "bot__credentials", "context", "metadata")
     total = links.count()
     newest = list(links.order_by("-escalated_at")[:MAX_HANDOVERS])
     stuck_ids = set(

@@ -2,40 +2,128 @@
 
 Retry state lives on Delivery rows, never in django-q2: a task only says "look at this lane now".
 A lane (one handover, one target) is worked strictly in order with one delivery in flight; a claim
-is a short transaction holding the handover row, so two workers can never both own a lane. A
-killed worker's claim expires with its lease and the ticker drives the lane again.
+is a short transaction holding the handover row, so two workers can never both own a lane.
+
+Leases: a claim is leased for BRIDGE_LEASE_SECONDS and renewed by a heartbeat thread every third of
+that while its worker is still working on it, however slow the call (up to the read timeout, and
+beyond for handlers that make several calls). So a slow contact center is never called twice for
+one delivery, and a killed worker's claim expires within one lease, after which the ticker drives
+the lane again. Every write a worker makes about its claim carries the claim's token (fencing): a
+worker that lost its lease (it stalled longer than the lease, or its database was unreachable)
+can neither record an outcome nor carry on with the next part of a multi-part delivery.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from bridge.causes import cause_of
 from bridge.exceptions import (
     BridgeError,
     ConfigurationError,
     PermanentError,
     TransientError,
     UpstreamAuthError,
-    UpstreamError,
 )
-from bridge.models import CcaasEndpoint, ConversationLink, Delivery
+from bridge.models import CcaasEndpoint, ConversationLink, Delivery, State
 
 logger = logging.getLogger(__name__)
 
 TERMINAL = Delivery.TERMINAL_STATES
+OPEN = Delivery.OPEN_DELIVERY_STATES
 # An endpoint's last success is written at most this often (see _endpoint_health).
 HEALTH_WRITE_SECONDS = 5
 # A lane the sweeper queued is not queued again for this long, unless its head changes.
 RENUDGE_SECONDS = 10
+
+
+class LeaseLost(Exception):
+    """The worker's claim on a delivery ended: its lease ran out and another worker may own it now."""
+
+
+class Heartbeat:
+    """Renews a lease from a background thread while the work it protects goes on.
+
+    `renew()` returns False when the lease is no longer ours (then the heartbeat stops and `lost` is
+    set). It runs every `seconds / 3`, so two missed renewals in a row still keep the lease. Inside
+    the caller's transaction (tests, `bridge_sync` under a transaction) nobody else can see the claim,
+    so no thread is started.
+    """
+
+    def __init__(self, renew: Callable[[], bool], seconds: float, what: str) -> None:
+        self.renew = renew
+        self.interval = max(0.05, seconds / 3)
+        self.what = what
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Heartbeat:
+        if not connection.in_atomic_block:
+            self._thread = threading.Thread(target=self._loop, name=f"lease {self.what}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval * 3)
+            self._thread = None
+
+    def __enter__(self) -> Heartbeat:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    renewed = self.renew()
+                except Exception as exc:  # the database blinked: try again next beat
+                    logger.warning("could not renew the lease of %s: %s", self.what, exc)
+                    continue
+                if not renewed:
+                    if not self._stop.is_set():
+                        self.lost = True
+                        logger.warning("%s: lease lost while still working on it", self.what)
+                    return
+        finally:
+            connections.close_all()  # this thread's own connections only
+
+
+def claim_heartbeat(delivery: Delivery) -> Heartbeat:
+    """A heartbeat that keeps `delivery`'s claim leased while its handler runs."""
+    seconds = settings.BRIDGE_LEASE_SECONDS
+
+    def renew() -> bool:
+        return bool(
+            Delivery.objects.filter(
+                pk=delivery.pk, lease_token=delivery.lease_token, state=Delivery.Status.IN_FLIGHT
+            ).update(lease_until=timezone.now() + timedelta(seconds=seconds))
+        )
+
+    return Heartbeat(renew, seconds, f"delivery {delivery.pk}")
+
+
+def save_progress(delivery: Delivery, payload: dict) -> None:
+    """Remember how far a multi-step delivery got (parts sent, tag added), while its claim holds.
+
+    Raises LeaseLost when the claim is no longer this worker's: it must not make the next call."""
+    if not Delivery.objects.filter(pk=delivery.pk, lease_token=delivery.lease_token).update(payload=payload):
+        raise LeaseLost(f"delivery {delivery.pk}: lease lost")
+    delivery.payload = payload
 
 
 def enqueue_lane(link_id, lane: str) -> None:
@@ -67,6 +155,11 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return delay
 
 
+def open_lane(link_id, lane: str):
+    """The lane's open deliveries in the order they are worked (served by delivery_open_lane_idx)."""
+    return Delivery.objects.filter(link_id=link_id, lane=lane, state__in=OPEN).order_by(*Delivery.LANE_ORDER)
+
+
 def claim_next(link_id, lane: str) -> Delivery | None:
     """Lease the head of the lane if it is due and nothing else of the lane is in flight."""
     now = timezone.now()
@@ -74,11 +167,11 @@ def claim_next(link_id, lane: str) -> Delivery | None:
         link = ConversationLink.objects.select_for_update().filter(pk=link_id).first()
         if link is None:
             return None
-        open_items = Delivery.objects.filter(link=link).exclude(state__in=TERMINAL)
-        lane_items = open_items.filter(lane=lane)
+        open_items = Delivery.objects.filter(link=link, state__in=OPEN)
+        lane_items = open_lane(link_id, lane)
         if lane_items.filter(state=Delivery.Status.IN_FLIGHT, lease_until__gt=now).exists():
             return None
-        head = lane_items.order_by("phase", "sort_at", "id").first()
+        head = lane_items.first()
         if head is None:
             return None
         if head.phase >= 2 and open_items.filter(phase__lt=2).exists():
@@ -113,9 +206,12 @@ def drive_lane(link_id, lane: str, *, limit: int = 200) -> int:
 
 
 def run(delivery: Delivery, handler: Callable[[Delivery], str | None]) -> None:
-    """Run one claimed delivery and record how it ended."""
+    """Run one claimed delivery, its lease renewed while it runs, and record how it ended."""
     try:
-        note = handler(delivery)
+        with claim_heartbeat(delivery):
+            note = handler(delivery)
+    except LeaseLost:
+        logger.warning("delivery %s: lease lost mid-way; its new owner carries on", delivery.pk)
     except TransientError as exc:
         _failed(delivery, exc, permanent=False, retry_after=exc.retry_after)
     except UpstreamAuthError as exc:
@@ -152,16 +248,41 @@ def _succeeded(delivery: Delivery, note: str | None) -> None:
     from bridge import services
 
     now = timezone.now()
-    state = Delivery.Status.SKIPPED if note and note.startswith("skipped") else Delivery.Status.DONE
+    skipped = bool(note and note.startswith("skipped"))
+    state = Delivery.Status.SKIPPED if skipped else Delivery.Status.DONE
     with transaction.atomic():
-        if not _finish(delivery, state=state, done_at=now, failing_since=None, last_error=note or ""):
+        fields = {
+            "state": state,
+            "done_at": now,
+            "failing_since": None,
+            "last_error": note or "",
+            "cause": "",
+        }
+        if not _finish(delivery, **fields):
             return
-        _endpoint_health(delivery, None)
-        if delivery.attempts > 1:
-            delivery.link.note(
-                "delivered", f"{_label(delivery)} succeeded after {delivery.attempts} attempts"
-            )
+        link = delivery.link
+        if skipped:
+            # Nothing was sent: never counted or worded as delivered, and no evidence of health.
+            link.note("skipped", f"{_label(delivery)} not sent: {note.removeprefix('skipped:').strip()}")
+        else:
+            _endpoint_health(delivery, None)
+            if delivery.attempts > 1 or delivery.last_error:
+                tries = f"{delivery.attempts} attempt{'' if delivery.attempts == 1 else 's'}"
+                link.note(
+                    "delivered",
+                    f"{_label(delivery)} delivered after {tries}; the earlier error is cleared: "
+                    f"{delivery.last_error or 'see above'}",
+                )
+        if delivery.last_error:
+            clear_recovered_error(link.pk)
         services.after_delivery(delivery.link_id)
+
+
+def clear_recovered_error(link_id) -> None:
+    """A handover's last error goes once nothing of it is failing or dead any more."""
+    rest = Delivery.objects.filter(link_id=link_id)
+    if not (rest.failing().exists() or rest.dead().exists()):
+        ConversationLink.objects.filter(pk=link_id).exclude(state=State.FAILED).update(last_error="")
 
 
 def _failed(
@@ -176,7 +297,13 @@ def _failed(
     with transaction.atomic():
         if permanent or exhausted:
             why = "permanent error" if permanent else f"gave up after {delivery.attempts} attempts"
-            if not _finish(delivery, state=Delivery.Status.DEAD, done_at=now, last_error=f"{why}: {error}"):
+            if not _finish(
+                delivery,
+                state=Delivery.Status.DEAD,
+                done_at=now,
+                last_error=f"{why}: {error}",
+                cause=cause_of(exc),
+            ):
                 return
             logger.error("delivery %s of handover %s is dead (%s): %s", delivery.pk, link.pk, why, error)
             link.note("dead_letter", f"{_label(delivery)}: {why}: {error}")
@@ -194,6 +321,7 @@ def _failed(
                 next_attempt_at=now + timedelta(seconds=delay),
                 failing_since=delivery.failing_since or now,
                 last_error=error,
+                cause=cause_of(exc),
             ):
                 return
             logger.warning(
@@ -234,10 +362,8 @@ def _tell_ccaas_undelivered(delivery_id: int, error: str) -> None:
 def _hold_lane_behind(dead: Delivery, error: str) -> None:
     """The contact center (or Infobip) stayed down past the schedule: dead-letter the rest of the
     lane with it, so a retry from the admin re-sends all of them in their original order."""
-    held = (
-        Delivery.objects.filter(link_id=dead.link_id, lane=dead.lane, kind=Delivery.Kind.MESSAGE)
-        .exclude(state__in=TERMINAL)
-        .exclude(state=Delivery.Status.IN_FLIGHT)
+    held = Delivery.objects.filter(
+        link_id=dead.link_id, lane=dead.lane, kind=Delivery.Kind.MESSAGE, state=Delivery.Status.PENDING
     )
     held.update(
         state=Delivery.Status.DEAD,
@@ -247,40 +373,32 @@ def _hold_lane_behind(dead: Delivery, error: str) -> None:
 
 
 def _endpoint_health(delivery: Delivery, exc: BaseException | None) -> None:
-    """Keep the endpoint's last success / last error current for contact-center calls."""
+    """Record the outcome of a contact-center call on its endpoint (CcaasEndpoint.record_*)."""
     if delivery.lane != Delivery.Lane.TO_CCAAS or delivery.link.endpoint_id is None:
         return
-    now = timezone.now()
-    endpoints = CcaasEndpoint.objects.filter(pk=delivery.link.endpoint_id)
+    endpoint = CcaasEndpoint(pk=delivery.link.endpoint_id)
     if exc is None:
-        # Every worker delivering to this contact center would otherwise write this one row per
-        # message, and on PostgreSQL queue up on its lock until commit: write only when it says
-        # something new (a recovery, or a last success older than a few seconds).
-        stale = Q(last_success_at__isnull=True) | Q(
-            last_success_at__lt=now - timedelta(seconds=HEALTH_WRITE_SECONDS)
-        )
-        endpoints.filter(stale | Q(auth_failed=True)).update(last_success_at=now, auth_failed=False)
-    elif isinstance(exc, UpstreamError | ConfigurationError):
-        endpoints.update(
-            last_error=str(exc)[:2000], last_error_at=now, auth_failed=isinstance(exc, UpstreamAuthError)
-        )
+        endpoint.record_success(throttle_seconds=HEALTH_WRITE_SECONDS)
+    else:
+        endpoint.record_failure(exc)
+
+
+def due_deliveries(now):
+    """What the sweeper looks at (served by delivery_pending_due_idx and delivery_lease_expiry_idx)."""
+    renudge = now - timedelta(seconds=min(RENUDGE_SECONDS, settings.BRIDGE_LEASE_SECONDS))
+    fresh_grace = now - timedelta(seconds=5)
+    return Delivery.objects.filter(
+        Q(state=Delivery.Status.PENDING, next_attempt_at__lte=now)
+        & (Q(attempts__gt=0) | Q(created_at__lt=fresh_grace))
+        | Q(state=Delivery.Status.IN_FLIGHT, lease_until__lte=now)
+    ).filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=renudge))
 
 
 def due_lanes(now=None) -> list[tuple[str, str]]:
     """Lanes with work a worker should pick up now: retries that came due, claims whose worker died,
     and fresh work whose queue message was lost. Marks them so the next tick does not repeat them."""
     now = now or timezone.now()
-    renudge = now - timedelta(seconds=min(RENUDGE_SECONDS, settings.BRIDGE_LEASE_SECONDS))
-    fresh_grace = now - timedelta(seconds=5)
-    candidates = (
-        Delivery.objects.filter(
-            Q(state=Delivery.Status.PENDING, next_attempt_at__lte=now)
-            & (Q(attempts__gt=0) | Q(created_at__lt=fresh_grace))
-            | Q(state=Delivery.Status.IN_FLIGHT, lease_until__lte=now)
-        )
-        .filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=renudge))
-        .values_list("pk", "link_id", "lane")[:5000]
-    )
+    candidates = due_deliveries(now).values_list("pk", "link_id", "lane")[:5000]
     lanes: dict[tuple[str, str], int] = {}
     for pk, link_id, lane in candidates:
         lanes.setdefault((str(link_id), lane), pk)
@@ -311,7 +429,7 @@ def retry_dead(deliveries) -> int:
 
 
 def lane_is_idle(link: ConversationLink) -> bool:
-    return not Delivery.objects.filter(link=link).exclude(state__in=TERMINAL).exists()
+    return not Delivery.objects.filter(link=link, state__in=OPEN).exists()
 
 
 def drain(*, rounds: int = 20) -> int:

@@ -7,8 +7,10 @@ Tag             the conversation's Infobip tags.
 Delivery        the outbox: every call the bridge owes another system (open, message, close), with
                 its retry state; one lane per handover and target, worked strictly in order.
 InboundEvent    every event received from a contact center (or Infobip envelope), raw, deduplicated.
+OwnMessage      every message the bridge created on either side, by the id that side gave it (echoes).
 HandoverEvent   the handover's timeline, for operators.
 Lease           named, expiring locks (the ticker, endpoint polls).
+InfobipBot      an Infobip external chatbot (`/ccaas/1/bots`) whose webhook is the bridge.
 """
 
 from __future__ import annotations
@@ -18,10 +20,38 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 from django.utils import timezone
 
+from bridge.causes import Cause, touches_endpoint
+from bridge.exceptions import UpstreamAuthError
 from bridge.fields import RotatingEncryptedJSONField
+
+
+def stuck_cutoff(now=None):
+    """Older than this and still not active, closing, or failing: stuck (BRIDGE_STUCK_AFTER_SECONDS)."""
+    return (now or timezone.now()) - timedelta(seconds=settings.BRIDGE_STUCK_AFTER_SECONDS)
+
+
+def today_start(now=None):
+    now = timezone.localtime(now or timezone.now())
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class CcaasEndpointQuerySet(models.QuerySet):
+    """Endpoint health, from evidence only: the outcome of the last real call to the contact center.
+
+    Unhealthy: enabled, and the last call failed (`last_error` set) or the credentials were refused.
+    Healthy: enabled, a call succeeded, and none failed since. Anything else: no call made yet.
+    """
+
+    UNHEALTHY = Q(auth_failed=True) | ~Q(last_error="")
+
+    def unhealthy(self) -> CcaasEndpointQuerySet:
+        return self.filter(enabled=True).filter(self.UNHEALTHY)
+
+    def healthy(self) -> CcaasEndpointQuerySet:
+        return self.filter(enabled=True, last_success_at__isnull=False).exclude(self.UNHEALTHY)
 
 
 class CcaasEndpoint(models.Model):
@@ -57,6 +87,8 @@ class CcaasEndpoint(models.Model):
     poll_next_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CcaasEndpointQuerySet.as_manager()
 
     class Meta:
         verbose_name = "contact-center endpoint"
@@ -95,6 +127,50 @@ class CcaasEndpoint(models.Model):
     def webhook_url(self) -> str:
         return f"{settings.BRIDGE_PUBLIC_URL}/webhooks/ccaas/{self.slug}/"
 
+    # --- health: the only writers of last_success_at / last_error / auth_failed ---------------------
+    def record_success(self, *, now=None, throttle_seconds: float = 0) -> None:
+        """A real call to this contact center succeeded: healthy, errors cleared.
+
+        With `throttle_seconds`, a healthy endpoint's last success is rewritten at most that often
+        (many workers delivering to one contact center would otherwise all write this one row).
+        Call only after a call was made: a poll with nothing to ask, or a skipped delivery, is no
+        evidence and must not call this.
+        """
+        now = now or timezone.now()
+        stale = Q(last_success_at__isnull=True) | Q(
+            last_success_at__lt=now - timedelta(seconds=throttle_seconds)
+        )
+        CcaasEndpoint.objects.filter(pk=self.pk).filter(stale | CcaasEndpointQuerySet.UNHEALTHY).update(
+            last_success_at=now, auth_failed=False, last_error=""
+        )
+        self.last_success_at, self.auth_failed, self.last_error = now, False, ""
+
+    def record_failure(self, exc: BaseException, *, now=None) -> bool:
+        """A real call to this contact center failed (or its settings cannot work): unhealthy, with
+        the time and the error's operator-worded text. Errors that are Infobip's, not the contact
+        center's, are ignored. Returns whether anything was recorded."""
+        if not touches_endpoint(exc):
+            return False
+        now = now or timezone.now()
+        error = (str(exc) or type(exc).__name__)[:2000]
+        auth = isinstance(exc, UpstreamAuthError)
+        CcaasEndpoint.objects.filter(pk=self.pk).update(last_error=error, last_error_at=now, auth_failed=auth)
+        self.last_error, self.last_error_at, self.auth_failed = error, now, auth
+        return True
+
+    @property
+    def health(self) -> tuple[str, str]:
+        """(label, tone) for the console, by the same rules as CcaasEndpointQuerySet."""
+        if not self.enabled:
+            return "disabled", "muted"
+        if self.auth_failed:
+            return "credentials refused", "bad"
+        if self.last_error:
+            return "unhealthy", "bad"
+        if self.last_success_at:
+            return "healthy", "ok"
+        return "no call yet", "muted"
+
 
 class State(models.TextChoices):
     REQUESTED = "REQUESTED", "Requested"
@@ -109,28 +185,48 @@ PRIORITIES = ("LOW", "NORMAL", "HIGH", "URGENT")
 
 
 class ConversationLinkQuerySet(models.QuerySet):
+    """The handover predicates every reader uses: the console, /metrics, the commands, the alerts."""
+
     def open(self) -> ConversationLinkQuerySet:
         return self.filter(state__in=OPEN_STATES)
 
-    def stuck(self, now=None) -> ConversationLinkQuerySet:
-        """Not yet active too long after the escalation, or with a delivery failing too long."""
-        cutoff = (now or timezone.now()) - timedelta(seconds=settings.BRIDGE_STUCK_AFTER_SECONDS)
-        failing = Delivery.objects.filter(link=OuterRef("pk"), failing_since__lt=cutoff).exclude(
-            state__in=Delivery.TERMINAL_STATES
-        )
-        return self.filter(
+    @staticmethod
+    def stuck_condition(now=None) -> Q:
+        """Not yet active too long after the escalation, closing too long, or with a delivery being
+        retried for longer than BRIDGE_STUCK_AFTER_SECONDS (dead letters are counted on their own)."""
+        cutoff = stuck_cutoff(now)
+        failing = Delivery.objects.failing().filter(link=OuterRef("pk"), failing_since__lt=cutoff)
+        return (
             Q(state=State.REQUESTED, escalated_at__lt=cutoff)
             | Q(state=State.CLOSING, closing_at__lt=cutoff)
             | Q(state__in=OPEN_STATES) & Exists(failing)
         )
 
-    def delivery_failing(self) -> ConversationLinkQuerySet:
-        failing = (
-            Delivery.objects.filter(link=OuterRef("pk"), failing_since__isnull=False)
-            .exclude(state=Delivery.Status.DONE)
-            .exclude(state=Delivery.Status.SKIPPED)
+    def stuck(self, now=None) -> ConversationLinkQuerySet:
+        return self.filter(self.stuck_condition(now))
+
+    def with_stuck(self, now=None) -> ConversationLinkQuerySet:
+        """Annotate `stuck_now` (boolean) for lists that show the flag on every row."""
+        return self.annotate(
+            stuck_now=ExpressionWrapper(self.stuck_condition(now), output_field=BooleanField())
         )
-        return self.filter(Exists(failing))
+
+    def failing(self) -> ConversationLinkQuerySet:
+        """With a delivery being retried right now (not yet dead)."""
+        return self.filter(Exists(Delivery.objects.failing().filter(link=OuterRef("pk"))))
+
+    def with_dead_letters(self) -> ConversationLinkQuerySet:
+        return self.filter(Exists(Delivery.objects.dead().filter(link=OuterRef("pk"))))
+
+    def waiting_for_agent(self) -> ConversationLinkQuerySet:
+        """Open, and no agent has accepted the interaction or written in it yet."""
+        agent_wrote = Message.objects.filter(link=OuterRef("pk"), source=Message.Source.CCAAS)
+        return self.filter(state__in=(State.REQUESTED, State.ACTIVE), accepted_at__isnull=True).exclude(
+            Exists(agent_wrote)
+        )
+
+    def closed_since(self, when) -> ConversationLinkQuerySet:
+        return self.filter(closed_at__gte=when)
 
 
 class ConversationLink(models.Model):
@@ -167,6 +263,14 @@ class ConversationLink(models.Model):
     closed_by = models.CharField(max_length=150, blank=True)
     last_error = models.TextField(blank=True)
     stuck_flagged_at = models.DateTimeField(null=True, blank=True)
+    bot = models.ForeignKey(
+        "InfobipBot",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="handovers",
+        help_text="The Infobip external bot the conversation came through (external-bot mode).",
+    )
 
     objects = ConversationLinkQuerySet.as_manager()
 
@@ -198,6 +302,9 @@ class ConversationLink(models.Model):
         return self.state in OPEN_STATES
 
     def is_stuck(self, now=None) -> bool:
+        stuck = getattr(self, "stuck_now", None)
+        if stuck is not None and now is None:
+            return bool(stuck)
         return ConversationLink.objects.stuck(now).filter(pk=self.pk).exists()
 
     def note(self, kind: str, text: str = "", actor: str = "") -> HandoverEvent:
@@ -243,6 +350,11 @@ class Message(models.Model):
     in_history = models.BooleanField(
         default=False, help_text="Carried inside the interaction's opening history."
     )
+    recovered = models.BooleanField(
+        default=False,
+        help_text="Found by reconciliation because its webhook never arrived: it reaches the contact "
+        "center late, marked as recovered, with its original time.",
+    )
     raw = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -263,12 +375,53 @@ class Message(models.Model):
         return str(content.get("text") or content.get("caption") or content.get("url") or "")
 
 
+# How a lane is worked: phase (open, messages, close), then the sender's order, then the database's.
+LANE_ORDER = ("phase", "sort_at", "sort_seq", "id")
+
+
+class DeliveryQuerySet(models.QuerySet):
+    """The delivery predicates every reader uses (console, /metrics, alerts)."""
+
+    def failing(self) -> DeliveryQuerySet:
+        """Being retried right now: failed at least once, not yet delivered, skipped or dead."""
+        return self.filter(
+            failing_since__isnull=False, state__in=(Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT)
+        )
+
+    def dead(self) -> DeliveryQuerySet:
+        return self.filter(state=Delivery.Status.DEAD)
+
+    def waiting_customer(self) -> DeliveryQuerySet:
+        """What keeps a customer waiting for the contact center: their messages not yet delivered,
+        and opens not yet done (the customer wrote just before the escalation), whether queued,
+        behind a pending open, being retried or dead-lettered; on handovers that are open, or
+        failed and not handed back to Infobip's agents."""
+        routed_back = Delivery.objects.filter(
+            link=OuterRef("link"), kind=Delivery.Kind.ROUTE_BACK, state=Delivery.Status.DONE
+        )
+        return self.filter(
+            lane=Delivery.Lane.TO_CCAAS,
+            kind__in=(Delivery.Kind.OPEN, Delivery.Kind.MESSAGE),
+            state__in=(Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT, Delivery.Status.DEAD),
+            link__state__in=(*OPEN_STATES, State.FAILED),
+        ).exclude(Exists(routed_back))
+
+    def oldest_waiting_customer(self) -> Delivery | None:
+        """The delivery behind the customer who has waited longest (see waiting_customer), or None."""
+        return self.waiting_customer().select_related("message", "link").order_by("sort_at", "id").first()
+
+
 class Delivery(models.Model):
     """One call the bridge owes another system, with its retry state (the transactional outbox).
 
     Deliveries of one handover form two lanes (to the contact center, to Infobip). A lane is worked
-    strictly in order (phase, then sort time, then id), one delivery in flight at a time; a retrying
-    head holds the rest of its lane, never other handovers. Closes (phase 2) wait for both lanes.
+    strictly in LANE_ORDER, one delivery in flight at a time; a retrying head holds the rest of its
+    lane, never other handovers. Closes (phase 2) wait for both lanes.
+
+    The sort key is the sender's order, never a process clock: `sort_at` is the time the sender gave
+    (Infobip `createdAt` for customer messages; the contact center's own time for agent messages),
+    `sort_seq` the sender's sequence within that time (a monotonic message, comment or transaction
+    id), and `id` (the database's sequence) breaks what is left, in the order rows were written.
     """
 
     class Kind(models.TextChoices):
@@ -286,10 +439,14 @@ class Delivery(models.Model):
         PENDING = "PENDING", "Pending"
         IN_FLIGHT = "IN_FLIGHT", "In flight"
         DONE = "DONE", "Delivered"
-        SKIPPED = "SKIPPED", "Not needed"
+        SKIPPED = "SKIPPED", "Skipped (not sent)"
         DEAD = "DEAD", "Dead letter"
 
     TERMINAL_STATES = (Status.DONE, Status.SKIPPED, Status.DEAD)
+    # Queries for work to do filter on exactly this, so the partial indexes below (over open
+    # deliveries only) serve them: their cost follows the work waiting, not the history kept.
+    OPEN_DELIVERY_STATES = (Status.PENDING, Status.IN_FLIGHT)
+    LANE_ORDER = LANE_ORDER
     PHASES = {Kind.OPEN: 0, Kind.MESSAGE: 1, Kind.CLOSE_CCAAS: 2, Kind.CLOSE_INFOBIP: 2, Kind.ROUTE_BACK: 2}
 
     link = models.ForeignKey(ConversationLink, on_delete=models.CASCADE, related_name="deliveries")
@@ -300,6 +457,9 @@ class Delivery(models.Model):
     lane = models.CharField(max_length=16, choices=Lane.choices)
     phase = models.PositiveSmallIntegerField(default=1)
     sort_at = models.DateTimeField(default=timezone.now)
+    sort_seq = models.BigIntegerField(
+        default=0, help_text="The sender's sequence (message, comment or transaction id) within sort_at."
+    )
     state = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
@@ -310,19 +470,40 @@ class Delivery(models.Model):
     )
     failing_since = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    cause = models.CharField(
+        max_length=24,
+        choices=Cause.choices,
+        blank=True,
+        help_text="Why the last attempt failed, as an operator can act on it; empty once delivered.",
+    )
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     done_at = models.DateTimeField(null=True, blank=True)
 
+    objects = DeliveryQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "deliveries"
-        ordering = ["phase", "sort_at", "id"]
+        ordering = list(LANE_ORDER)
         indexes = [
             models.Index(fields=["link", "lane", "state"]),
             models.Index(fields=["state", "next_attempt_at"]),
             models.Index(fields=["state", "lease_until"]),
             models.Index(fields=["failing_since"]),
             models.Index(fields=["lane", "state", "sort_at"], name="delivery_lane_waiting_idx"),
+            # The next delivery of a lane (claims), and whether a handover has work left.
+            models.Index(
+                fields=["link", "lane", *LANE_ORDER],
+                condition=Q(state__in=("PENDING", "IN_FLIGHT")),
+                name="delivery_open_lane_idx",
+            ),
+            # The sweeper: retries that came due, claims whose lease ran out.
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(state="PENDING"), name="delivery_pending_due_idx"
+            ),
+            models.Index(
+                fields=["lease_until"], condition=Q(state="IN_FLIGHT"), name="delivery_lease_expiry_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -353,6 +534,34 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.type} {self.event_id}"
+
+
+class OwnMessage(models.Model):
+    """A message the bridge itself created on Infobip or on the contact center, by the id that side
+    gave it: one row per part (an agent message with text and an image is several Create Message
+    calls), so the echo of any part that comes back is recognised and never forwarded."""
+
+    class Side(models.TextChoices):
+        INFOBIP = "infobip", "Infobip"
+        CCAAS = "ccaas", "Contact center"
+
+    link = models.ForeignKey(ConversationLink, on_delete=models.CASCADE, related_name="own_messages")
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="own_ids"
+    )
+    side = models.CharField(max_length=8, choices=Side.choices)
+    external_id = models.CharField(max_length=255, help_text="The id the other side gave the message.")
+    part = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "message created by the bridge"
+        constraints = [
+            models.UniqueConstraint(fields=["link", "side", "external_id"], name="own_message_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.external_id}"
 
 
 class HandoverEvent(models.Model):
@@ -423,3 +632,65 @@ class RateWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}@{self.window}: {self.count}"
+
+
+class InfobipBot(models.Model):
+    """An Infobip external chatbot whose webhook is the bridge (external-bot mode).
+
+    Infobip forwards every inbound message of the bot's number or page (destination and channel) to
+    `/webhooks/infobip-bot/<webhook_token>/` with a static secret header, until the conversation is
+    handed to someone else. Written by `manage.py bridge_bot`. Reference:
+    https://www.infobip.com/docs/api/customer-engagement/conversations/setup-bot
+    """
+
+    SECRET_HEADER = "X-Bridge-Bot-Secret"
+
+    class OnClose(models.TextChoices):
+        CLOSE = "close", "Close the Infobip conversation"
+        ROUTE = "route", "Route it to Infobip's agents"
+        ASSIGN = "assign", "Assign it to an Infobip agent"
+        QUEUE = "queue", "Put it in an Infobip queue"
+
+    bot_id = models.CharField("Infobip bot id", max_length=255, blank=True, db_index=True)
+    display_name = models.CharField(max_length=255)
+    channel = models.CharField(max_length=64)
+    destination = models.CharField(
+        max_length=255, help_text="Phone number, Messenger page id or Live Chat widget id."
+    )
+    endpoint = models.ForeignKey(
+        CcaasEndpoint,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="bots",
+        help_text="Where its conversations go; empty: routing rules, then the default endpoint.",
+    )
+    webhook_token = models.CharField(max_length=64, unique=True)
+    credentials = RotatingEncryptedJSONField(default=dict, blank=True, help_text="The secret header value.")
+    enabled = models.BooleanField(default=True)
+    session_timeout_seconds = models.PositiveIntegerField(default=86400)
+    registered_fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="What was last sent to Infobip (a hash; it includes the secret)."
+    )
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Infobip bot"
+        ordering = ["channel", "destination"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "destination"], name="one_bot_per_destination"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.channel} {self.destination})"
+
+    def webhook_url(self) -> str:
+        return f"{settings.BRIDGE_PUBLIC_URL}/webhooks/infobip-bot/{self.webhook_token}/"
+
+    @property
+    def secret(self) -> str:
+        return str((self.credentials or {}).get("secret") or "")

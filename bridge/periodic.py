@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bridge import delivery as engine
-from bridge import handlers, reconcile, retention, services
+from bridge import handlers, http, reconcile, retention, services
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError
 from bridge.models import CcaasEndpoint, Lease
@@ -57,7 +57,7 @@ def release_lease(name: str, token: str) -> None:
 
 # --- polling -------------------------------------------------------------------------------------
 def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
-    """One poll of one endpoint; never two at once for the same endpoint (F17)."""
+    """One poll of one endpoint; never two at once for the same endpoint (fault F17 in docs/reliability.md)."""
     endpoint = CcaasEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
     if endpoint is None:
         return None
@@ -67,33 +67,45 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
         logger.info("poll of %s skipped: the previous poll is still running", endpoint.slug)
         return None
     interval = settings.BRIDGE_POLL_INTERVAL_SECONDS
-    try:
-        connector = get_connector(endpoint)
-        refs = [
-            handlers.interaction_ref(link)
-            for link in endpoint.handovers.filter(state__in=["ACTIVE", "CLOSING"]).exclude(interaction_id="")
-        ]
-        result = connector.poll(endpoint.poll_cursor, refs)
-        ingested = services.ingest_events(endpoint, result.events, cursor=result.cursor)
-        CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
-            last_success_at=timezone.now(), poll_next_at=timezone.now() + timedelta(seconds=interval)
-        )
-        return ingested
-    except BridgeError as exc:
-        delay = (
-            max(interval, getattr(exc, "retry_after", None) or 0)
-            if isinstance(exc, TransientError)
-            else interval
-        )
-        logger.warning("poll of %s failed: %s", endpoint.slug, exc)
-        CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
-            last_error=str(exc)[:2000],
-            last_error_at=timezone.now(),
-            poll_next_at=timezone.now() + timedelta(seconds=delay),
-        )
-        return None
-    finally:
-        release_lease(name, token)
+    # A poll that reads many pages may outlast the lease: keep it renewed while the poll runs.
+    heartbeat = engine.Heartbeat(
+        lambda: renew_lease(name, token, settings.BRIDGE_LEASE_SECONDS),
+        settings.BRIDGE_LEASE_SECONDS,
+        f"poll of {endpoint.slug}",
+    ).start()
+    with http.count_calls() as calls:
+        try:
+            connector = get_connector(endpoint)
+            refs = [
+                handlers.interaction_ref(link)
+                for link in endpoint.handovers.filter(state__in=["ACTIVE", "CLOSING"]).exclude(
+                    interaction_id=""
+                )
+            ]
+            result = connector.poll(endpoint.poll_cursor, refs)
+            ingested = services.ingest_events(endpoint, result.events, cursor=result.cursor)
+            # Health only from evidence: a cycle with nothing to ask made no call and proves nothing.
+            if calls.sent:
+                endpoint.record_success()
+            CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
+                poll_next_at=timezone.now() + timedelta(seconds=interval)
+            )
+            return ingested
+        except BridgeError as exc:
+            delay = (
+                max(interval, getattr(exc, "retry_after", None) or 0)
+                if isinstance(exc, TransientError)
+                else interval
+            )
+            logger.warning("poll of %s failed: %s", endpoint.slug, exc)
+            endpoint.record_failure(exc)
+            CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
+                poll_next_at=timezone.now() + timedelta(seconds=delay)
+            )
+            return None
+        finally:
+            heartbeat.stop()
+            release_lease(name, token)
 
 
 def polls(endpoint: CcaasEndpoint) -> bool:

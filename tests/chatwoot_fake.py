@@ -13,7 +13,7 @@ import uuid
 
 import responses
 
-from tests.spec_validation import assert_conforms, load_spec
+from tests.openapi import assert_conforms
 
 BASE_URL = "https://chat.acme.test"
 ACCOUNT = 1
@@ -33,7 +33,7 @@ def chatwoot_signature(secret: str, body: bytes, timestamp: int | None = None) -
 
 class FakeChatwoot:
     def __init__(self, mock: responses.RequestsMock, base_url: str = BASE_URL) -> None:
-        self.spec = load_spec("chatwoot-application-api-openapi.yml")
+        self.spec = "chatwoot-application-api-openapi.yml"
         self.base_url = base_url
         self.contacts: dict[int, dict] = {}
         self.conversations: dict[int, dict] = {}

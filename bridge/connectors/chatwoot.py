@@ -26,7 +26,14 @@ from datetime import UTC
 from typing import Any
 
 from bridge import http
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_sequence,
+    vendor_time,
+)
 from bridge.exceptions import ConfigurationError, SignatureError, UpstreamError, WebhookError
 from bridge.media import render_text
 from bridge.types import (
@@ -80,7 +87,16 @@ def _label(tag: str) -> str:
 class ChatwootConnector(Connector):
     kind = "chatwoot"
     label = "Chatwoot"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=True, tags=True)
+    # Chatwoot validates message content to at most 150,000 characters (Message model).
+    capabilities = Capabilities(
+        webhook=True,
+        poll=True,
+        attachments=False,
+        typing=True,
+        tags=True,
+        text_limit=150000,
+        text_unit="characters",
+    )
     config_fields = (
         Field("base_url", "Your Chatwoot, e.g. https://app.chatwoot.com", True, "url"),
         Field("account_id", "The account id (in the dashboard URL)", True, "int"),
@@ -285,10 +301,11 @@ class ChatwootConnector(Connector):
             data={"contact_id": contact_id, "source_id": source_id, "history_message_ids": own},
         )
 
-    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
-        self._post_message(
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
+        message_id = self._post_message(
             ref.interaction_id, message_text(message.content_type, message.content), private=False
         )
+        return [str(message_id)] if message_id else None
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {
@@ -416,6 +433,10 @@ class ChatwootConnector(Connector):
                 content=content,
                 agent_id=str(sender["id"]) if sender.get("id") is not None else None,
                 agent_name=sender.get("name"),
+                # Chatwoot's message ids grow with every message; created_at is ISO in webhooks and
+                # unix seconds in the REST API.
+                sent_at=vendor_time(data.get("created_at")),
+                sequence=vendor_sequence(data.get("id")),
             ),
             raw=data,
             original_type=kind,

@@ -1,4 +1,4 @@
-"""The generic CCaaS protocol (CONTRACT.md §4): for contact centers that implement a small HTTP API.
+"""The generic CCaaS protocol (docs/protocol.md): for contact centers that implement a small HTTP API.
 
 Requests are signed (X-Bridge-Timestamp, X-Bridge-Signature) and carry a stable Idempotency-Key;
 webhooks are verified the same way; poll mode reads GET /events?after=<cursor>.
@@ -14,7 +14,14 @@ from urllib.parse import quote
 import requests
 
 from bridge import http, signing
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_sequence,
+    vendor_time,
+)
 from bridge.exceptions import TransientError, UpstreamError, WebhookError
 from bridge.types import (
     AgentMessage,
@@ -34,8 +41,9 @@ PROTOCOL_CLOSE_REASONS = {"CONVERSATION_CLOSED", "IDLE_TIMEOUT", "OPERATOR"}
 
 
 def message_json(message: InfobipMessage) -> dict[str, Any]:
-    """A message as the protocol carries it; authorType, contentType and content are Infobip's."""
-    return {
+    """A message as the protocol carries it; authorType, contentType and content are Infobip's.
+    `"recovered": true` marks a message found late by reconciliation (createdAt is when it was written)."""
+    body = {
         "id": message.id,
         "direction": message.direction.value,
         "authorType": message.author_type.value,
@@ -43,12 +51,15 @@ def message_json(message: InfobipMessage) -> dict[str, Any]:
         "content": message.content,
         "createdAt": message.created_at.isoformat(),
     }
+    if message.recovered:
+        body["recovered"] = True
+    return body
 
 
 class GenericConnector(Connector):
     kind = "generic"
     label = "Generic protocol"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True)
+    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True, recovered_field=True)
     config_fields = (
         Field(
             "base_url", "The contact center's bridge API, e.g. https://ccaas.example.com/bridge", True, "url"
@@ -65,6 +76,12 @@ class GenericConnector(Connector):
             "interaction_url_template",
             "Optional link to an interaction in your agent UI, for Infobip's context card, e.g. "
             "https://desk.example.com/cases/{interaction_id}",
+        ),
+        Field(
+            "max_text_length",
+            "Longest customer message the contact center takes, in characters (none if unset); "
+            "longer ones are sent in parts",
+            kind="int",
         ),
     )
     credential_fields = (
@@ -241,6 +258,9 @@ class GenericConnector(Connector):
                 content=payload["content"],
                 agent_id=str(agent["id"]) if agent.get("id") is not None else None,
                 agent_name=agent.get("name"),
+                # Optional: the contact center's order of its agent messages.
+                sent_at=vendor_time(payload.get("createdAt")),
+                sequence=vendor_sequence(payload.get("sequence")),
             )
         # Extension: {"type": "typing", "interactionId", "typing": true|false} (absent means true).
         typing = _flag(item.get("typing")) if event_type == EventType.TYPING else True

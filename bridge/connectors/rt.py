@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bridge import http
-from bridge.connectors.base import Capabilities, Connector, Field
+from bridge.connectors.base import Capabilities, Connector, Field, vendor_sequence, vendor_time
 from bridge.exceptions import ConfigurationError, PermanentError, UpstreamError, WebhookError
 from bridge.media import render_text
 from bridge.types import (
@@ -463,6 +463,9 @@ class RtConnector(Connector):
                     content={"text": text},
                     agent_id=str(creator.get("Name") or creator.get("id") or "") or None,
                     agent_name=creator.get("RealName") or creator.get("Name") or None,
+                    # RT's transaction ids grow with every change to any ticket.
+                    sent_at=vendor_time(item.get("Created")),
+                    sequence=vendor_sequence(txn),
                 ),
                 raw=raw,
                 original_type="Correspond",

@@ -24,7 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import http, ratelimit
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_sequence,
+    vendor_time,
+)
 from bridge.exceptions import (
     ConfigurationError,
     SignatureError,
@@ -131,7 +138,18 @@ def _comment_content(comment: dict[str, Any]) -> dict[str, Any]:
 class ZendeskConnector(Connector):
     kind = "zendesk"
     label = "Zendesk Support"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=False, tags=True)
+    # A comment body is limited in size (about 65,000 characters "depending on encoding"): counted
+    # in UTF-8 bytes with room to spare.
+    # Reference: https://support.zendesk.com/hc/en-us/community/posts/4719863289498-Commets-size
+    capabilities = Capabilities(
+        webhook=True,
+        poll=True,
+        attachments=False,
+        typing=False,
+        tags=True,
+        text_limit=64000,
+        text_unit="bytes",
+    )
     config_fields = (
         Field("subdomain", "Your Zendesk subdomain, e.g. acme for acme.zendesk.com (or set base_url)"),
         Field("base_url", "Overrides https://<subdomain>.zendesk.com", kind="url"),
@@ -325,7 +343,7 @@ class ZendeskConnector(Connector):
             raise self._no_id("POST /api/v2/tickets")
         return OpenResult(interaction_id=str(ticket_id), data={"requester_id": requester_id})
 
-    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
         requester_id = (ref.data or {}).get("requester_id")
         if not requester_id:
             raise ConfigurationError(f"handover {ref.handover_id}: the ticket's requester id is not known")
@@ -335,7 +353,17 @@ class ZendeskConnector(Connector):
             "public": True,
         }
         # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
-        self._call("PUT", f"/api/v2/tickets/{int(ref.interaction_id)}", {"ticket": {"comment": comment}})
+        data = self._call(
+            "PUT", f"/api/v2/tickets/{int(ref.interaction_id)}", {"ticket": {"comment": comment}}
+        )
+        # The answer's audit lists what the update created; its Comment event's id is the comment's.
+        events = ((data or {}).get("audit") or {}).get("events") if isinstance(data, dict) else None
+        ids = [
+            str(e["id"])
+            for e in events or []
+            if isinstance(e, dict) and e.get("type") == "Comment" and e.get("id")
+        ]
+        return ids or None
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {
@@ -414,6 +442,9 @@ class ZendeskConnector(Connector):
                         content=_comment_content(comment),
                         agent_id=str(author["id"]) if author.get("id") is not None else None,
                         agent_name=author.get("name"),
+                        # The event's time, then the comment id (Zendesk's ids grow).
+                        sent_at=vendor_time(comment.get("created_at") or data.get("time")),
+                        sequence=vendor_sequence(comment.get("id")),
                     ),
                     raw=data,
                     original_type=kind,
@@ -503,6 +534,8 @@ class ZendeskConnector(Connector):
                             content_type="TEXT",
                             content=content,
                             agent_id=str(comment.get("author_id")),
+                            sent_at=vendor_time(comment.get("created_at")),
+                            sequence=comment_id,
                         ),
                         raw=comment,
                         original_type="comment",

@@ -235,6 +235,56 @@ class InfobipClient:
         # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/put-metadata
         self._call("PUT", f"{self._conv(conversation_id)}/metadata", json=metadata)
 
+    def unassign(self, conversation_id: str) -> dict[str, Any]:
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/unassign-conversation
+        return self._json("DELETE", f"{self._conv(conversation_id)}/assignee")
+
+    def set_queue(self, conversation_id: str, queue_id: str) -> None:
+        # Reference: https://infobip.com/docs/api/customer-engagement/conversations/update-conversation
+        self._call("PATCH", self._conv(conversation_id), json={"queueId": queue_id})
+
+    # --- external bots ------------------------------------------------------------------------------
+    # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/get-bots (and
+    # setup-bot, get-bot, update-bot, delete-bot); the model is BotApiModel of the Conversations spec.
+    def list_bots(self) -> list[dict[str, Any]]:
+        bots: list[dict[str, Any]] = []
+        page = 0
+        while True:
+            data = self._json("GET", "/ccaas/1/bots", params={"limit": PAGE_LIMIT, "page": page})
+            items = data.get("bots") or []
+            bots.extend(items)
+            page += 1
+            if len(items) < PAGE_LIMIT:
+                return bots
+
+    def get_bot(self, bot_id: str) -> dict[str, Any] | None:
+        """The bot, or None when Infobip does not know it (it answers 400 NOT_FOUND or 404)."""
+        try:
+            return self._json("GET", f"/ccaas/1/bots/{quote(bot_id, safe='')}")
+        except NotFoundError:
+            return None
+        except PermanentError as exc:
+            if exc.status == 404 or (exc.status == 400 and "not_found" in exc.body.lower()):
+                return None
+            raise
+
+    def create_bot(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/ccaas/1/bots", json=body)
+
+    def update_bot(self, bot_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("PUT", f"/ccaas/1/bots/{quote(bot_id, safe='')}", json=body)
+
+    def delete_bot(self, bot_id: str) -> None:
+        """Delete the bot; Infobip re-routes its open conversations. An unknown bot is fine."""
+        try:
+            self._call("DELETE", f"/ccaas/1/bots/{quote(bot_id, safe='')}")
+        except NotFoundError:
+            return
+        except PermanentError as exc:
+            if exc.status == 404 or (exc.status == 400 and "not_found" in exc.body.lower()):
+                return
+            raise
+
     # --- account ----------------------------------------------------------------------------------
     def update_account_configuration(self, webhook_url: str) -> None:
         """Legacy (deprecated) way to receive every inbound message at one URL; replaces any set."""
