@@ -93,8 +93,12 @@ class Relay:
 
 
 def _reset(sock: socket.socket) -> None:
+    """Abort a connection: RST to the peer. shutdown() first, since close() alone does not end a
+    connection that another thread is blocked reading (the peer would never hear of it)."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
 
@@ -149,7 +153,12 @@ class Network:
         for line in listing.stdout.splitlines():
             name = line.split()[0] if line.strip() else ""
             if name.startswith(f"hb{self.tag}"):
-                subprocess.run(["ip", "netns", "pids", name], capture_output=True, check=False)
+                pids = subprocess.run(
+                    ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
+                )
+                for pid in pids.stdout.split():
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), 9)
                 subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
 
