@@ -9,6 +9,7 @@ Delivery        the outbox: every call the bridge owes another system (open, mes
 InboundEvent    every event received from a contact center (or Infobip envelope), raw, deduplicated.
 HandoverEvent   the handover's timeline, for operators.
 Lease           named, expiring locks (the ticker, endpoint polls).
+Heartbeat       when the worker cluster last showed it was alive (for /healthz).
 """
 
 from __future__ import annotations
@@ -423,3 +424,17 @@ class RateWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}@{self.window}: {self.count}"
+
+
+class Heartbeat(models.Model):
+    """The last time a process of one kind showed it was alive (the worker cluster's ticker writes
+    `worker`); /healthz reports a worker missing when its beat is older than
+    BRIDGE_HEARTBEAT_STALE_SECONDS. Written by bridge.heartbeat.beat()."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    beat_at = models.DateTimeField()
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.beat_at:%Y-%m-%d %H:%M:%S}"

@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bridge import delivery as engine
-from bridge import handlers, reconcile, services
+from bridge import handlers, heartbeat, reconcile, services
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError
 from bridge.models import CcaasEndpoint, Lease
@@ -189,6 +189,7 @@ def run_ticker(duration: float = 50.0) -> str:
         while time.monotonic() < deadline:
             started = time.monotonic()
             try:
+                heartbeat.beat()
                 tick()
             except Exception:
                 logger.exception("tick failed")
