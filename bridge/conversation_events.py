@@ -11,8 +11,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from bridge import media
 from bridge.infobip.client import CONTENT_TEXT_MAX
-from bridge.models import OPEN_STATES, ConversationLink, InboundEvent, Message, State, Tag
+from bridge.models import OPEN_STATES, ConversationLink, InboundEvent, Message, OwnMessage, State, Tag
 from bridge.services import begin_close, queue_for_ccaas
 from bridge.types import AuthorType, CloseReason, Direction, InfobipMessage
 
@@ -33,7 +34,7 @@ class EventOutcome:
 def record_infobip_event(event) -> EventOutcome:
     """Store one Infobip Subscriptions event (deduplicated) and act on it. `event` is a
     bridge.infobip.events.ConversationEvent. Every type is stored and visible in the admin, except
-    messages of conversations with no open handover: nothing of their text is kept (F7)."""
+    messages of conversations with no open handover: nothing of their text is kept (fault F7 in docs/reliability.md)."""
     if event.type in ("INBOUND_MESSAGE", "OUTBOUND_MESSAGE") and not (
         event.conversation_id
         and ConversationLink.objects.open().filter(conversation_id=event.conversation_id).exists()
@@ -110,24 +111,33 @@ def _apply_infobip_event(link: ConversationLink, event) -> str:
 
 
 def _is_echo(link: ConversationLink, message: InfobipMessage) -> bool:
-    """An OUTBOUND_MESSAGE the bridge itself sent (by Infobip message id; or, before Create Message
-    answered, by same text to the same customer within a few minutes)."""
-    if Message.objects.filter(link=link, infobip_message_id=message.id).exists():
+    """An OUTBOUND_MESSAGE the bridge itself sent: by the Infobip message id of any part it created
+    (an agent message with text and attachments is several Create Message calls); or, for an event
+    that overtakes Create Message's answer, by the content of a part of an agent message received
+    in the last few minutes (same text, or the same media URL)."""
+    if OwnMessage.objects.filter(link=link, side=OwnMessage.Side.INFOBIP, external_id=message.id).exists():
         return True
-    text = message.content.get("text")
+    if Message.objects.filter(link=link, source=Message.Source.CCAAS, infobip_message_id=message.id).exists():
+        return True
+    event_content = message.content if isinstance(message.content, dict) else {}
+    text = event_content.get("text")
+    url = event_content.get("url") or event_content.get("mediaUrl")
     recent = Message.objects.filter(
         link=link,
         source=Message.Source.CCAAS,
         direction=Message.Direction.OUTBOUND,
-        created_at__gte=timezone.now() - ECHO_WINDOW,
+        received_at__gte=timezone.now() - ECHO_WINDOW,
     )
-    for row in recent.only("content", "infobip_message_id"):
-        sent = row.content.get("text") if isinstance(row.content, dict) else None
+    for row in recent.only("content", "content_type"):
+        content = row.content if isinstance(row.content, dict) else {}
+        sent = content.get("text")
         if (
             text
             and isinstance(sent, str)
             and (sent == text or (len(sent) > CONTENT_TEXT_MAX and text in sent))
         ):
+            return True
+        if url and any(part.get("url") == url for _, part in media.outbound_parts(row.content_type, content)):
             return True
     return False
 
@@ -145,9 +155,21 @@ def _record_outbound_from_infobip(link: ConversationLink, message: InfobipMessag
     return f"outbound message by {message.author_type.value} on Infobip forwarded to the contact center"
 
 
-def _system_note(link: ConversationLink, text: str, key: str) -> None:
-    """A note for the agent, carried to the contact center as a SYSTEM message, in order."""
-    now = timezone.now()
+def _event_time(link: ConversationLink, event):
+    """When Infobip says the event happened (its own clock, as customer messages' createdAt), else
+    the newest Infobip time the handover has seen: never the clock of the process that received it."""
+    from bridge.infobip.events import parse_time
+
+    try:
+        return parse_time(event.timestamp)
+    except ValueError:
+        link.refresh_from_db(fields=["last_infobip_message_at", "escalated_at"])
+        return link.last_infobip_message_at or link.escalated_at
+
+
+def _system_note(link: ConversationLink, text: str, key: str, at) -> None:
+    """A note for the agent, carried to the contact center as a SYSTEM message at its place among the
+    customer's messages (`at`: Infobip's time of what it reports)."""
     note = InfobipMessage(
         id=f"note:{key}",
         conversation_id=link.conversation_id,
@@ -157,7 +179,7 @@ def _system_note(link: ConversationLink, text: str, key: str) -> None:
         direction=Direction.OUTBOUND,
         content_type="TEXT",
         content={"text": text},
-        created_at=now,
+        created_at=at,
         author_type=AuthorType.SYSTEM,
     )
     try:
@@ -182,6 +204,7 @@ def _assignment_changed(link: ConversationLink, event) -> str:
                 link,
                 f"Note: {who} also joined this conversation inside Infobip.",
                 f"takeover:{event.event_id}",
+                _event_time(link, event),
             )
         ConversationLink.objects.filter(pk=link.pk).update(
             last_error=f"taken over on Infobip by {who}"[:2000]
@@ -192,6 +215,7 @@ def _assignment_changed(link: ConversationLink, event) -> str:
             link,
             f"{who} took this conversation over inside Infobip; the handover is released.",
             f"takeover:{event.event_id}",
+            _event_time(link, event),
         )
     begin_close(link, CloseReason.OPERATOR, actor=f"Infobip ({who})"[:150], close_infobip=False)
     return f"taken over by {who}: handover released"

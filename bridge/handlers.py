@@ -13,10 +13,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from bridge import delivery as engine
 from bridge import media
 from bridge.connectors import get_connector
 from bridge.exceptions import ConversationClosedError, NotFoundError, PermanentError
-from bridge.models import ConversationLink, Delivery, Message, State, Tag
+from bridge.models import ConversationLink, Delivery, Message, OwnMessage, State, Tag
 from bridge.services import ROUTE_BACK_TAG, choose_endpoint, infobip_client
 from bridge.types import (
     AuthorType,
@@ -45,6 +46,17 @@ def interaction_ref(link: ConversationLink) -> InteractionRef:
 
 def to_infobip_message(row: Message, link: ConversationLink) -> InfobipMessage:
     inbound = row.direction == Message.Direction.INBOUND
+    content = row.content if isinstance(row.content, dict) else {}
+    reply_id = media.reply_reference(content, row.raw) if inbound else ""
+    if reply_id and not isinstance(content.get("replyTo"), dict):
+        # The customer answered an earlier message: carry which one, quoted, so the agent sees it.
+        quoted = (
+            Message.objects.filter(link__conversation_id=link.conversation_id, infobip_message_id=reply_id)
+            .order_by("-created_at")
+            .first()
+        )
+        text = media.render_text(quoted.content_type, quoted.content) if quoted else ""
+        content = {**content, "replyTo": {"id": reply_id, "text": text}}
     return InfobipMessage(
         id=row.infobip_message_id or row.external_id,
         conversation_id=link.conversation_id,
@@ -53,12 +65,13 @@ def to_infobip_message(row: Message, link: ConversationLink) -> InfobipMessage:
         to=link.business_sender if inbound else link.customer_address,
         direction=Direction(row.direction),
         content_type=row.content_type,
-        content=row.content,
+        content=content,
         created_at=row.created_at,
         author_type=AuthorType(row.author_type)
         if row.author_type in AuthorType.__members__
         else AuthorType.CUSTOMER,
         raw=row.raw,
+        recovered=row.recovered,
     )
 
 
@@ -93,10 +106,10 @@ def handle_open(delivery: Delivery) -> str | None:
     history = client.get_messages(link.conversation_id)
     tags = client.get_tags(link.conversation_id)
     metadata = client.get_metadata(link.conversation_id)
-    endpoint = link.endpoint or choose_endpoint(tags, metadata)
+    channel, customer, sender = _customer_side(history, link)
+    endpoint = link.endpoint or choose_endpoint(tags, metadata, channel=channel, destination=sender)
     if endpoint is None:
         raise PermanentError("no routing rule matches this conversation and there is no default endpoint")
-    channel, customer, sender = _customer_side(history, link)
     display_name = (link.context or {}).get("displayName") or (link.context or {}).get("customerName")
     with transaction.atomic():
         link.endpoint = endpoint
@@ -129,7 +142,8 @@ def handle_open(delivery: Delivery) -> str | None:
         history=[media.for_connector(m, attachments=connector.capabilities.attachments) for m in history],
     )
     result = connector.open_interaction(ctx)
-    if settings.INFOBIP_AGENT_ID:
+    if settings.INFOBIP_AGENT_ID and not link.bot_id:
+        # In external-bot mode the conversation stays assigned to the bot, which writes as itself.
         client.change_assignment(link.conversation_id, settings.INFOBIP_AGENT_ID)
     now = timezone.now()
     with transaction.atomic():
@@ -190,27 +204,55 @@ def handle_message(delivery: Delivery) -> str | None:
         if not media.has_content(row.content_type, row.content):
             link.note("skipped", f"customer message {row.external_id} has nothing to show; not sent")
             return "skipped: the customer message has nothing to show"
-        connector = get_connector(link.endpoint)
-        connector.send_customer_message(
-            interaction_ref(link),
-            media.for_connector(
-                to_infobip_message(row, link), attachments=connector.capabilities.attachments
-            ),
-        )
-        return None
+        return _send_to_ccaas(delivery, link, row)
     return _send_to_customer(delivery, link, row)
+
+
+def _send_to_ccaas(delivery: Delivery, link: ConversationLink, row: Message) -> str | None:
+    """Send a customer message to the interaction: in parts, in order, when it is longer than the
+    contact center takes (Connector.text_limit, in its unit). The parts already sent are
+    remembered on the delivery, so a retry never repeats one."""
+    connector = get_connector(link.endpoint)
+    message = media.for_connector(
+        to_infobip_message(row, link),
+        attachments=connector.capabilities.attachments,
+        recovered_field=connector.capabilities.recovered_field,
+    )
+    unit = connector.capabilities.text_unit
+    parts = media.split_for_limit(message, connector.text_limit, unit)
+    payload = dict(delivery.payload or {})
+    sent = int(payload.get("parts_sent", 0))
+    ref = interaction_ref(link)
+    for index in range(sent, len(parts)):
+        for own_id in connector.send_customer_message(ref, parts[index]) or []:
+            remember_own(link, row, OwnMessage.Side.CCAAS, own_id, part=index)
+        if len(parts) > 1:
+            payload.update(parts_sent=index + 1, parts=len(parts))
+            Delivery.objects.filter(pk=delivery.pk).update(payload=payload)
+    if len(parts) > 1 and sent < len(parts):
+        link.note(
+            "split",
+            f"customer message {row.external_id} sent in {len(parts)} parts: the contact center "
+            f"takes at most {connector.text_limit} {unit} a message",
+        )
+    return None
 
 
 def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) -> str | None:
     """Create Message on Infobip, one per part: the text (in parts when longer than Infobip's limit),
     then each attachment as Infobip's IMAGE/DOCUMENT/VIDEO/AUDIO. The parts already sent are
-    remembered, so a retry never repeats one."""
+    remembered, so a retry never repeats one, and so is every part's Infobip message id, so the
+    OUTBOUND_MESSAGE event Infobip sends for each part is known as the bridge's own."""
     parts = media.outbound_parts(row.content_type, row.content)
     if not parts:
         link.note("skipped", f"agent message {row.external_id} has nothing to show; not sent to the customer")
         return "skipped: the agent message has nothing to show (no text, media or attachment)"
     sent = int((delivery.payload or {}).get("parts_sent", 0))
     client = infobip_client()
+    if link.bot_id:
+        # External-bot mode: "x-agent-id ... is bot id and is used as bots identity" (Infobip's bots
+        # documentation); INFOBIP_AGENT_ID does not apply.
+        client.agent_id = link.bot.bot_id
     for index in range(sent, len(parts)):
         content_type, content = parts[index]
         answer = client.create_message(
@@ -221,10 +263,12 @@ def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) 
             content_type=content_type,
             content=content,
         )
-        if index == 0 and isinstance(answer, dict) and answer.get("id"):
-            Message.objects.filter(pk=row.pk).update(infobip_message_id=str(answer["id"]))
-        Delivery.objects.filter(pk=delivery.pk).update(
-            payload={**(delivery.payload or {}), "parts_sent": index + 1, "parts": len(parts)}
+        if isinstance(answer, dict) and answer.get("id"):
+            remember_own(link, row, OwnMessage.Side.INFOBIP, str(answer["id"]), part=index)
+            if index == 0:
+                Message.objects.filter(pk=row.pk).update(infobip_message_id=str(answer["id"]))
+        engine.save_progress(
+            delivery, {**(delivery.payload or {}), "parts_sent": index + 1, "parts": len(parts)}
         )
     return None
 
@@ -239,7 +283,14 @@ def handle_close_ccaas(delivery: Delivery) -> str | None:
 
 
 def handle_close_infobip(delivery: Delivery) -> str | None:
-    link = ConversationLink.objects.get(pk=delivery.link_id)
+    link = ConversationLink.objects.select_related("endpoint").get(pk=delivery.link_id)
+    if link.bot_id:
+        from bridge import bots  # external-bot mode: the endpoint's policy says how to let go
+
+        try:
+            return bots.release(link)
+        except (NotFoundError, ConversationClosedError):
+            return "skipped: the conversation is closed or unknown on Infobip"
     try:
         changed = infobip_client().close_conversation(link.conversation_id)
     except NotFoundError:
@@ -262,7 +313,7 @@ def handle_route_back(delivery: Delivery) -> str | None:
             if not payload.get("tagged"):
                 client.add_tag(link.conversation_id, tag)
                 payload["tagged"] = True
-                Delivery.objects.filter(pk=delivery.pk).update(payload=payload)
+                engine.save_progress(delivery, payload)
             client.route_conversation(link.conversation_id)
     except ConversationClosedError:
         closed = True
@@ -274,6 +325,13 @@ def handle_route_back(delivery: Delivery) -> str | None:
         return "skipped: the conversation is closed on Infobip"
     link.note("routed_back", f"conversation routed to Infobip's agents, tagged {tag}")
     return None
+
+
+def remember_own(link: ConversationLink, row: Message | None, side: str, external_id: str, *, part: int = 0):
+    """Remember the id another system gave a message the bridge created there (see OwnMessage)."""
+    OwnMessage.objects.get_or_create(
+        link=link, side=side, external_id=external_id[:255], defaults={"message": row, "part": part}
+    )
 
 
 HANDLERS = {

@@ -33,7 +33,7 @@ from bridge.exceptions import (
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "handover-bridge/0.1"
-# 4xx answers that mean "not now" rather than "never" (RELIABILITY.md).
+# 4xx answers that mean "not now" rather than "never" (docs/reliability.md, "Retries").
 TRANSIENT_4XX = frozenset({408, 409, 425, 429})
 SENSITIVE_HEADERS = frozenset(
     {"authorization", "x-bridge-signature", "cookie", "x-api-key", "api_access_token"}

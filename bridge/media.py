@@ -14,14 +14,24 @@ https://www.infobip.com/docs/api/customer-engagement/conversations/create-messag
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC
 from typing import Any
 
 from bridge.types import InfobipMessage
 
 TEXT_MAX = 4096  # Infobip's limit for content.text
+QUOTE_MAX = 200  # characters of a replied-to message quoted in a reply
 MEDIA_TYPES = ("IMAGE", "DOCUMENT", "VIDEO", "AUDIO", "FILE")
 # Content types that a customer's choice (a tapped button, a picked list row) arrives as.
-BUTTON_REPLIES = ("INTERACTIVE_BUTTON_REPLY", "BUTTON_REPLY", "BUTTON_RESPONSE", "POSTBACK", "QUICK_REPLY")
+# BUTTON is the legacy webhook's quick-reply tap: {"text": <button text>, "payload": <its payload>}.
+BUTTON_REPLIES = (
+    "INTERACTIVE_BUTTON_REPLY",
+    "BUTTON_REPLY",
+    "BUTTON_RESPONSE",
+    "BUTTON",
+    "POSTBACK",
+    "QUICK_REPLY",
+)
 LIST_REPLIES = ("INTERACTIVE_LIST_REPLY", "LIST_REPLY", "LIST_PICKER_RESPONSE")
 CHOICE_REPLIES = (*BUTTON_REPLIES, *LIST_REPLIES, "SUGGESTION_RESPONSE")
 _EXTENSIONS = {
@@ -49,6 +59,13 @@ def derive_content_type(content: Any) -> str | None:
             return "INTERACTIVE_LIST_REPLY"
         return "INTERACTIVE_BUTTON_REPLY"
     url = content.get("url") or content.get("mediaUrl")
+    if (
+        not url
+        and content.get("payload") not in (None, "")
+        and not isinstance(content.get("payload"), dict)
+        and (content.get("text") or content.get("title"))
+    ):
+        return "BUTTON"  # a quick-reply tap: its payload is what the bot (and the agent) acts on
     if isinstance(url, str) and url:
         kind = kind_from_name(url)
         if kind:
@@ -96,14 +113,39 @@ def _contact_line(contact: dict[str, Any]) -> str:
     emails = ", ".join(
         str(e.get("email")) for e in contact.get("emails") or [] if isinstance(e, dict) and e.get("email")
     )
-    return ", ".join(x for x in (str(name or "").strip(), phones, emails) if x)
+    org = contact.get("org") if isinstance(contact.get("org"), dict) else {}
+    company = _clean(org.get("company"), org.get("title"))
+    urls = ", ".join(
+        str(u.get("url")) for u in contact.get("urls") or [] if isinstance(u, dict) and u.get("url")
+    )
+    addresses = "; ".join(
+        _clean(*(a.get(k) for k in ("street", "city", "zip", "state", "country")))
+        for a in contact.get("addresses") or []
+        if isinstance(a, dict)
+    )
+    return ", ".join(
+        x for x in (str(name or "").strip(), company, phones, emails, urls, addresses.strip("; ")) if x
+    )
 
 
 def render_text(content_type: str, content: dict[str, Any]) -> str:
     """A readable, plain-text rendering of any content (with the link for media), e.g.
     `[Image] https://… caption`, `[Location] Shop, High St (51.17, -1.82) https://maps…`,
-    `[Contact] Ana Li, +44…`, `[Button reply] Yes (yes-1)`."""
+    `[Contact] Ana Li, +44…`, `[Button reply] Yes, book it (BOOK_SLOT_0930)`; a reply to an
+    earlier message ends with `(in reply to: "…")`."""
     content = content if isinstance(content, dict) else {}
+    text = _render(content_type, content)
+    reply = content.get("replyTo")
+    if isinstance(reply, dict) and (reply.get("text") or reply.get("id")):
+        quoted = str(reply.get("text") or "").strip()
+        if len(quoted) > QUOTE_MAX:
+            quoted = quoted[: QUOTE_MAX - 1] + "…"  # a quote of an earlier message, shown in full there
+        about = f'in reply to: "{quoted}"' if quoted else f"in reply to message {reply.get('id')}"
+        text = _clean(text, f"({about})")
+    return text
+
+
+def _render(content_type: str, content: dict[str, Any]) -> str:
     kind = (content_type or "TEXT").upper()
     text = content.get("text")
     if kind == "TEXT":
@@ -140,15 +182,63 @@ def render_text(content_type: str, content: dict[str, Any]) -> str:
     return _clean(f"[{kind.replace('_', ' ').capitalize()}]", url if isinstance(url, str) else "")
 
 
-def for_connector(message: InfobipMessage, *, attachments: bool) -> InfobipMessage:
+def reply_reference(content: Any, raw: Any = None) -> str:
+    """The id of the earlier message a customer's message answers, where Infobip (or the channel
+    behind it) says so: `context.id` (WhatsApp), `replyTo`, `replyToMessageId`; "" otherwise."""
+    for source in (content, raw):
+        if not isinstance(source, dict):
+            continue
+        context = source.get("context")
+        if isinstance(context, dict) and (context.get("id") or context.get("messageId")):
+            return str(context.get("id") or context.get("messageId"))
+        reply = source.get("replyTo")
+        if isinstance(reply, dict) and (reply.get("id") or reply.get("messageId")):
+            return str(reply.get("id") or reply.get("messageId"))
+        if isinstance(reply, str) and reply:
+            return reply
+        if source.get("replyToMessageId"):
+            return str(source["replyToMessageId"])
+    return ""
+
+
+def recovered_mark(message: InfobipMessage) -> str:
+    """The visible mark of a message that reached the bridge late (found by reconciliation, so later
+    messages may have gone first), with the time the customer wrote it; "" for any other message."""
+    if not message.recovered:
+        return ""
+    when = message.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"[Recovered, sent late: written {when}]"
+
+
+def for_connector(
+    message: InfobipMessage, *, attachments: bool, recovered_field: bool = False
+) -> InfobipMessage:
     """The message as a connector should receive it: unchanged when it carries media and rich content
-    itself (Capabilities.attachments), else anything but text rendered as a readable TEXT."""
-    if attachments or message.content_type.upper() == "TEXT":
+    itself (Capabilities.attachments), else anything but a plain text rendered as a readable TEXT
+    (a text that answers an earlier message carries the quote).
+
+    A recovered message (found late by reconciliation) gets its visible mark, with the time it was
+    written, in front of what the agent reads, unless the connector carries the mark as a field of
+    its own (Capabilities.recovered_field): media keep their kind and carry it in the caption."""
+    plain = message.content_type.upper() == "TEXT" and not isinstance(message.content.get("replyTo"), dict)
+    if not (attachments or plain):
+        message = dataclasses.replace(
+            message,
+            content_type="TEXT",
+            content={"text": render_text(message.content_type, message.content)},
+        )
+    mark = recovered_mark(message)
+    if not mark or recovered_field:
         return message
+    kind = message.content_type.upper()
+    content = dict(message.content or {})
+    if kind in MEDIA_TYPES:
+        caption = content.get("caption") or content.get("text")
+        content["caption"] = f"{mark} {caption}" if caption else mark
+        return dataclasses.replace(message, content=content)
+    text = render_text(message.content_type, message.content)
     return dataclasses.replace(
-        message,
-        content_type="TEXT",
-        content={"text": render_text(message.content_type, message.content)},
+        message, content_type="TEXT", content={"text": f"{mark} {text}" if text else mark}
     )
 
 
@@ -192,24 +282,77 @@ def agent_attachment(
         kind = kind_from_name(filename) or kind_from_name(url) or "DOCUMENT"
     content: dict[str, Any] = {"url": url}
     if caption and kind in ("IMAGE", "VIDEO", "DOCUMENT"):
-        content["caption"] = caption[:TEXT_MAX]
+        content["caption"] = caption  # outbound_parts moves a caption over the limit into text
     return kind, content
 
 
-def split_text(text: str, limit: int = TEXT_MAX) -> list[str]:
-    """Text in parts of at most `limit` characters, in order, preferring to cut at a line break or
-    a space near the end of each part."""
+UNITS = ("characters", "utf16", "bytes")
+
+
+def measure(text: str, unit: str = "characters") -> int:
+    """The length of `text` in the unit a target counts: Unicode characters (code points), UTF-16
+    code units (an emoji outside the BMP counts 2), or UTF-8 bytes."""
+    if unit == "bytes":
+        return len(text.encode("utf-8"))
+    if unit == "utf16":
+        return len(text.encode("utf-16-le")) // 2
+    return len(text)
+
+
+def _fit(text: str, limit: int, unit: str) -> int:
+    """The number of leading characters of `text` whose length in `unit` is within `limit`."""
+    if unit == "characters":
+        return min(limit, len(text))
+    size = 0
+    for index, char in enumerate(text):
+        size += measure(char, unit)
+        if size > limit:
+            return index
+    return len(text)
+
+
+def split_text(text: str, limit: int = TEXT_MAX, unit: str = "characters") -> list[str]:
+    """Text in parts of at most `limit` (counted in `unit`, see `measure`), in order, preferring to
+    cut at a line break or a space near the end of each part (that one break is dropped)."""
+    if limit < 1:
+        raise ValueError("a text limit must be at least 1")
     parts: list[str] = []
-    while len(text) > limit:
-        cut = max(text.rfind("\n", 0, limit + 1), text.rfind(" ", 0, limit + 1))
-        if cut < limit // 2:
-            cut = limit  # no good break: cut hard
+    while measure(text, unit) > limit:
+        fit = max(1, _fit(text, limit, unit))
+        cut = max(text.rfind("\n", 0, fit), text.rfind(" ", 0, fit))
+        if cut < fit // 2:
+            cut = fit  # no good break: cut hard (between characters, never inside one)
         parts.append(text[:cut])
         text = text[cut:]
         if text[:1] in ("\n", " "):
             text = text[1:]
     parts.append(text)
     return parts
+
+
+def split_for_limit(message: InfobipMessage, limit: int, unit: str = "characters") -> list[InfobipMessage]:
+    """A customer-side message as the parts a contact center that takes at most `limit` (in `unit`)
+    a message needs, in order; the message itself when it fits (or when `limit` is 0, no limit).
+
+    A message over the limit goes as TEXT parts of its readable rendering (a media link stays in
+    the text); the first part keeps the message id, the others are `<id>:2`, `<id>:3`, ... so each
+    is recorded and sent once. A recovered message's mark is already in its text (for_connector),
+    so it counts against the limit and leads the first part."""
+    if not limit:
+        return [message]
+    text = render_text(message.content_type, message.content)
+    if measure(text, unit) <= limit:
+        return [message]
+    pieces = split_text(text, limit, unit)
+    return [
+        dataclasses.replace(
+            message,
+            id=message.id if n == 0 else f"{message.id}:{n + 1}",
+            content_type="TEXT",
+            content={"text": piece},
+        )
+        for n, piece in enumerate(pieces)
+    ]
 
 
 def outbound_parts(content_type: str, content: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -238,4 +381,15 @@ def outbound_parts(content_type: str, content: dict[str, Any]) -> list[tuple[str
                 caption=str(item.get("caption") or ""),
             )
         )
-    return parts
+    return [piece for part in parts for piece in _caption_within_limit(part)]
+
+
+def _caption_within_limit(part: tuple[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """A media part whose caption is longer than Infobip takes goes without it, followed by the
+    caption as text parts: nothing of it is cut."""
+    kind, content = part
+    caption = content.get("caption")
+    if kind == "TEXT" or not isinstance(caption, str) or len(caption) <= TEXT_MAX:
+        return [part]
+    media_part = {k: v for k, v in content.items() if k != "caption"}
+    return [(kind, media_part), *[("TEXT", {"text": piece}) for piece in split_text(caption)]]

@@ -7,8 +7,10 @@ Tag             the conversation's Infobip tags.
 Delivery        the outbox: every call the bridge owes another system (open, message, close), with
                 its retry state; one lane per handover and target, worked strictly in order.
 InboundEvent    every event received from a contact center (or Infobip envelope), raw, deduplicated.
+OwnMessage      every message the bridge created on either side, by the id that side gave it (echoes).
 HandoverEvent   the handover's timeline, for operators.
 Lease           named, expiring locks (the ticker, endpoint polls).
+InfobipBot      an Infobip external chatbot (`/ccaas/1/bots`) whose webhook is the bridge.
 Heartbeat       when the worker cluster last showed it was alive (for /healthz).
 """
 
@@ -168,6 +170,14 @@ class ConversationLink(models.Model):
     closed_by = models.CharField(max_length=150, blank=True)
     last_error = models.TextField(blank=True)
     stuck_flagged_at = models.DateTimeField(null=True, blank=True)
+    bot = models.ForeignKey(
+        "InfobipBot",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="handovers",
+        help_text="The Infobip external bot the conversation came through (external-bot mode).",
+    )
 
     objects = ConversationLinkQuerySet.as_manager()
 
@@ -244,6 +254,11 @@ class Message(models.Model):
     in_history = models.BooleanField(
         default=False, help_text="Carried inside the interaction's opening history."
     )
+    recovered = models.BooleanField(
+        default=False,
+        help_text="Found by reconciliation because its webhook never arrived: it reaches the contact "
+        "center late, marked as recovered, with its original time.",
+    )
     raw = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -264,12 +279,21 @@ class Message(models.Model):
         return str(content.get("text") or content.get("caption") or content.get("url") or "")
 
 
+# How a lane is worked: phase (open, messages, close), then the sender's order, then the database's.
+LANE_ORDER = ("phase", "sort_at", "sort_seq", "id")
+
+
 class Delivery(models.Model):
     """One call the bridge owes another system, with its retry state (the transactional outbox).
 
     Deliveries of one handover form two lanes (to the contact center, to Infobip). A lane is worked
-    strictly in order (phase, then sort time, then id), one delivery in flight at a time; a retrying
-    head holds the rest of its lane, never other handovers. Closes (phase 2) wait for both lanes.
+    strictly in LANE_ORDER, one delivery in flight at a time; a retrying head holds the rest of its
+    lane, never other handovers. Closes (phase 2) wait for both lanes.
+
+    The sort key is the sender's order, never a process clock: `sort_at` is the time the sender gave
+    (Infobip `createdAt` for customer messages; the contact center's own time for agent messages),
+    `sort_seq` the sender's sequence within that time (a monotonic message, comment or transaction
+    id), and `id` (the database's sequence) breaks what is left, in the order rows were written.
     """
 
     class Kind(models.TextChoices):
@@ -291,6 +315,7 @@ class Delivery(models.Model):
         DEAD = "DEAD", "Dead letter"
 
     TERMINAL_STATES = (Status.DONE, Status.SKIPPED, Status.DEAD)
+    LANE_ORDER = LANE_ORDER
     PHASES = {Kind.OPEN: 0, Kind.MESSAGE: 1, Kind.CLOSE_CCAAS: 2, Kind.CLOSE_INFOBIP: 2, Kind.ROUTE_BACK: 2}
 
     link = models.ForeignKey(ConversationLink, on_delete=models.CASCADE, related_name="deliveries")
@@ -301,6 +326,9 @@ class Delivery(models.Model):
     lane = models.CharField(max_length=16, choices=Lane.choices)
     phase = models.PositiveSmallIntegerField(default=1)
     sort_at = models.DateTimeField(default=timezone.now)
+    sort_seq = models.BigIntegerField(
+        default=0, help_text="The sender's sequence (message, comment or transaction id) within sort_at."
+    )
     state = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
@@ -317,7 +345,7 @@ class Delivery(models.Model):
 
     class Meta:
         verbose_name_plural = "deliveries"
-        ordering = ["phase", "sort_at", "id"]
+        ordering = list(LANE_ORDER)
         indexes = [
             models.Index(fields=["link", "lane", "state"]),
             models.Index(fields=["state", "next_attempt_at"]),
@@ -354,6 +382,34 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.type} {self.event_id}"
+
+
+class OwnMessage(models.Model):
+    """A message the bridge itself created on Infobip or on the contact center, by the id that side
+    gave it: one row per part (an agent message with text and an image is several Create Message
+    calls), so the echo of any part that comes back is recognised and never forwarded."""
+
+    class Side(models.TextChoices):
+        INFOBIP = "infobip", "Infobip"
+        CCAAS = "ccaas", "Contact center"
+
+    link = models.ForeignKey(ConversationLink, on_delete=models.CASCADE, related_name="own_messages")
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="own_ids"
+    )
+    side = models.CharField(max_length=8, choices=Side.choices)
+    external_id = models.CharField(max_length=255, help_text="The id the other side gave the message.")
+    part = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "message created by the bridge"
+        constraints = [
+            models.UniqueConstraint(fields=["link", "side", "external_id"], name="own_message_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.external_id}"
 
 
 class HandoverEvent(models.Model):
@@ -424,6 +480,68 @@ class RateWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}@{self.window}: {self.count}"
+
+
+class InfobipBot(models.Model):
+    """An Infobip external chatbot whose webhook is the bridge (external-bot mode).
+
+    Infobip forwards every inbound message of the bot's number or page (destination and channel) to
+    `/webhooks/infobip-bot/<webhook_token>/` with a static secret header, until the conversation is
+    handed to someone else. Written by `manage.py bridge_bot`. Reference:
+    https://www.infobip.com/docs/api/customer-engagement/conversations/setup-bot
+    """
+
+    SECRET_HEADER = "X-Bridge-Bot-Secret"
+
+    class OnClose(models.TextChoices):
+        CLOSE = "close", "Close the Infobip conversation"
+        ROUTE = "route", "Route it to Infobip's agents"
+        ASSIGN = "assign", "Assign it to an Infobip agent"
+        QUEUE = "queue", "Put it in an Infobip queue"
+
+    bot_id = models.CharField("Infobip bot id", max_length=255, blank=True, db_index=True)
+    display_name = models.CharField(max_length=255)
+    channel = models.CharField(max_length=64)
+    destination = models.CharField(
+        max_length=255, help_text="Phone number, Messenger page id or Live Chat widget id."
+    )
+    endpoint = models.ForeignKey(
+        CcaasEndpoint,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="bots",
+        help_text="Where its conversations go; empty: routing rules, then the default endpoint.",
+    )
+    webhook_token = models.CharField(max_length=64, unique=True)
+    credentials = RotatingEncryptedJSONField(default=dict, blank=True, help_text="The secret header value.")
+    enabled = models.BooleanField(default=True)
+    session_timeout_seconds = models.PositiveIntegerField(default=86400)
+    registered_fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="What was last sent to Infobip (a hash; it includes the secret)."
+    )
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Infobip bot"
+        ordering = ["channel", "destination"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "destination"], name="one_bot_per_destination"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.channel} {self.destination})"
+
+    def webhook_url(self) -> str:
+        return f"{settings.BRIDGE_PUBLIC_URL}/webhooks/infobip-bot/{self.webhook_token}/"
+
+    @property
+    def secret(self) -> str:
+        return str((self.credentials or {}).get("secret") or "")
 
 
 class Heartbeat(models.Model):

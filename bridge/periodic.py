@@ -15,10 +15,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bridge import delivery as engine
-from bridge import handlers, heartbeat, reconcile, services
+from bridge import handlers, reconcile, retention, services
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError
+from bridge.heartbeat import beat as beat_worker_heartbeat
 from bridge.models import CcaasEndpoint, Lease
+
+# How often the retention pass runs when a retention period is set.
+RETENTION_EVERY_SECONDS = 3600
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ def release_lease(name: str, token: str) -> None:
 
 # --- polling -------------------------------------------------------------------------------------
 def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
-    """One poll of one endpoint; never two at once for the same endpoint (F17)."""
+    """One poll of one endpoint; never two at once for the same endpoint (fault F17 in docs/reliability.md)."""
     endpoint = CcaasEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
     if endpoint is None:
         return None
@@ -64,6 +68,12 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
         logger.info("poll of %s skipped: the previous poll is still running", endpoint.slug)
         return None
     interval = settings.BRIDGE_POLL_INTERVAL_SECONDS
+    # A poll that reads many pages may outlast the lease: keep it renewed while the poll runs.
+    heartbeat = engine.Heartbeat(
+        lambda: renew_lease(name, token, settings.BRIDGE_LEASE_SECONDS),
+        settings.BRIDGE_LEASE_SECONDS,
+        f"poll of {endpoint.slug}",
+    ).start()
     try:
         connector = get_connector(endpoint)
         refs = [
@@ -90,6 +100,7 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
         )
         return None
     finally:
+        heartbeat.stop()
         release_lease(name, token)
 
 
@@ -158,6 +169,14 @@ def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
             reconcile.reconcile_all()
         else:
             async_task("bridge.reconcile.reconcile_all", task_name="reconcile")
+    # Retention (bridge.retention): at most once an hour, when a period is set.
+    if (settings.BRIDGE_RETENTION_DAYS or settings.BRIDGE_RAW_RETENTION_DAYS) and acquire_lease(
+        "retention", RETENTION_EVERY_SECONDS
+    ) is not None:
+        if inline:
+            retention.apply()
+        else:
+            async_task("bridge.tasks.apply_retention", task_name="retention")
     result.stuck = services.flag_stuck()
     result.idle_closed = services.close_idle()
     if inline:
@@ -189,7 +208,7 @@ def run_ticker(duration: float = 50.0) -> str:
         while time.monotonic() < deadline:
             started = time.monotonic()
             try:
-                heartbeat.beat()
+                beat_worker_heartbeat()  # /healthz: the cluster is alive
                 tick()
             except Exception:
                 logger.exception("tick failed")

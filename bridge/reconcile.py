@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from bridge import handlers, services
 from bridge.exceptions import BridgeError, ConversationClosedError, NotFoundError
-from bridge.models import ConversationLink, Message, State
+from bridge.models import ConversationLink, Delivery, Message, State
 from bridge.ratelimit import RateLimited
 from bridge.types import Direction
 
@@ -41,14 +41,41 @@ def reconcile_link(link: ConversationLink, client=None) -> int:
     known = set(
         Message.objects.filter(link=link, source=Message.Source.INFOBIP).values_list("external_id", flat=True)
     )
-    recovered = sum(
-        services.record_once(link, message)
-        for message in client.iter_messages(link.conversation_id, created_after=since)
-        if message.id not in known and message.direction == Direction.INBOUND
-    )
+    recovered = 0
+    for message in client.iter_messages(link.conversation_id, created_after=since):
+        if message.id in known or message.direction != Direction.INBOUND:
+            continue
+        if services.record_once(link, message, recovered=True):
+            recovered += 1
+            _note_gap(link, message)
     if recovered:
         link.note("reconciled", f"{recovered} customer messages recovered that the webhook did not deliver")
     return recovered
+
+
+def _note_gap(link: ConversationLink, message) -> None:
+    """Put the gap on the timeline: when the customer wrote the recovered message, how late it was
+    found, and how many later messages had already gone to the contact center before it."""
+    overtaken = Delivery.objects.filter(
+        link=link,
+        lane=Delivery.Lane.TO_CCAAS,
+        kind=Delivery.Kind.MESSAGE,
+        sort_at__gt=message.created_at,
+        state__in=[Delivery.Status.DONE, Delivery.Status.IN_FLIGHT],
+    ).count()
+    late = (timezone.now() - message.created_at).total_seconds()
+    written = message.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    order = (
+        f"{overtaken} later message{'s' if overtaken != 1 else ''} had already reached the contact center, "
+        "so it arrives out of order, marked as recovered"
+        if overtaken
+        else "nothing later had been delivered yet, so it arrives in order, marked as recovered"
+    )
+    link.note(
+        "recovered",
+        f"customer message {message.id} written {written} never came by webhook; found by "
+        f"reconciliation {late:.0f} s later; {order}",
+    )
 
 
 def reconcile_all(now=None) -> Reconciled:

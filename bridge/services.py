@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from bridge import delivery as engine
@@ -27,9 +29,11 @@ from bridge.models import (
     Delivery,
     InboundEvent,
     Message,
+    OwnMessage,
     State,
 )
 from bridge.types import (
+    AgentMessage,
     AuthorType,
     CcaasEvent,
     CloseReason,
@@ -53,11 +57,21 @@ def infobip_client() -> InfobipClient:
 
 
 # --- routing -------------------------------------------------------------------------------------
-def rule_matches(rule: dict[str, Any], tags: Iterable[str], metadata: dict[str, Any]) -> bool:
+def rule_matches(
+    rule: dict[str, Any],
+    tags: Iterable[str],
+    metadata: dict[str, Any],
+    *,
+    channel: str = "",
+    destination: str = "",
+) -> bool:
     """A rule matches when every condition it states holds; an empty rule matches nothing.
 
     Conditions: "tags_any": [..] (one of them), "tags_all": [..] (all of them), "metadata":
-    {key: value or [values]} (equal, or one of).
+    {key: value or [values]} (equal, or one of), "channels": [..] (Infobip channel, e.g. WHATSAPP)
+    and "destinations": [..] (the business number or page the customer wrote to). Channel and
+    destination are known when the interaction opens (external-bot conversations); an escalation
+    routed before that sees them empty.
     """
     if not isinstance(rule, dict) or not rule:
         return False
@@ -71,14 +85,23 @@ def rule_matches(rule: dict[str, Any], tags: Iterable[str], metadata: dict[str, 
         allowed = expected if isinstance(expected, list) else [expected]
         if actual not in allowed:
             return False
-    return any(k in rule for k in ("tags_any", "tags_all", "metadata"))
+    if "channels" in rule and channel.upper() not in {str(c).upper() for c in rule["channels"]}:
+        return False
+    if "destinations" in rule and destination not in {str(d) for d in rule["destinations"]}:
+        return False
+    return any(k in rule for k in ("tags_any", "tags_all", "metadata", "channels", "destinations"))
 
 
-def choose_endpoint(tags: Iterable[str], metadata: dict[str, Any]) -> CcaasEndpoint | None:
+def choose_endpoint(
+    tags: Iterable[str], metadata: dict[str, Any], *, channel: str = "", destination: str = ""
+) -> CcaasEndpoint | None:
     """The first enabled endpoint (by routing order) with a matching rule, else the default."""
     tags = list(tags)
     for endpoint in CcaasEndpoint.objects.filter(enabled=True).exclude(routing_rules=[]):
-        if any(rule_matches(rule, tags, metadata) for rule in endpoint.routing_rules or []):
+        if any(
+            rule_matches(rule, tags, metadata, channel=channel, destination=destination)
+            for rule in endpoint.routing_rules or []
+        ):
             return endpoint
     return CcaasEndpoint.objects.filter(enabled=True, is_default=True).first()
 
@@ -190,17 +213,20 @@ def record_inbound(messages: Iterable[InfobipMessage]) -> Recorded:
     return result
 
 
-def record_once(link: ConversationLink, message: InfobipMessage) -> bool:
-    """Record one customer message for the handover and queue it; False if it was already recorded."""
+def record_once(link: ConversationLink, message: InfobipMessage, *, recovered: bool = False) -> bool:
+    """Record one customer message for the handover and queue it; False if it was already recorded.
+    `recovered`: found by reconciliation, its webhook never arrived (see Message.recovered)."""
     try:
         with transaction.atomic():
-            queue_for_ccaas(link, message)
+            queue_for_ccaas(link, message, recovered=recovered)
     except IntegrityError:
         return False
     return True
 
 
-def queue_for_ccaas(link: ConversationLink, message: InfobipMessage) -> Message:
+def queue_for_ccaas(link: ConversationLink, message: InfobipMessage, *, recovered: bool = False) -> Message:
+    """Record an Infobip-side message and queue it for the contact center at its place in the lane:
+    Infobip `createdAt`, then the row's id (the database's order for equal times)."""
     row = Message.objects.create(
         link=link,
         source=Message.Source.INFOBIP,
@@ -211,6 +237,7 @@ def queue_for_ccaas(link: ConversationLink, message: InfobipMessage) -> Message:
         content_type=message.content_type,
         content=message.content,
         created_at=message.created_at,
+        recovered=recovered,
         raw=message.raw,
     )
     Delivery.objects.create(
@@ -222,9 +249,11 @@ def queue_for_ccaas(link: ConversationLink, message: InfobipMessage) -> Message:
         sort_at=message.created_at,
     )
     now = timezone.now()
-    ConversationLink.objects.filter(pk=link.pk).update(
-        last_activity_at=now, last_infobip_message_at=message.created_at
+    # The newest Infobip message seen only moves forward: a late (recovered) one must not pull it back.
+    newest = Greatest(
+        Coalesce("last_infobip_message_at", Value(message.created_at)), Value(message.created_at)
     )
+    ConversationLink.objects.filter(pk=link.pk).update(last_activity_at=now, last_infobip_message_at=newest)
     engine.enqueue_lane(link.pk, Delivery.Lane.TO_CCAAS)
     return row
 
@@ -264,7 +293,7 @@ def ingest_events(
                 continue
             result.stored += 1
             note = _apply_event(endpoint, event, row, result)
-            if note:
+            if note or row.link_id:  # the handover it belongs to, for the console and for retention
                 row.note = note[:255]
                 row.save(update_fields=["note", "link"])
         if cursor is not None:
@@ -288,6 +317,11 @@ def _apply_event(endpoint: CcaasEndpoint, event: CcaasEvent, row: InboundEvent, 
     if event.type == EventType.AGENT_MESSAGE and event.message is not None:
         if link.state != State.ACTIVE:
             return f"handover is {link.state}; agent message not forwarded"
+        if OwnMessage.objects.filter(
+            link=link, side=OwnMessage.Side.CCAAS, external_id=event.message.id
+        ).exists():
+            return "the bridge's own message: not echoed"
+        sort_at, sort_seq = agent_lane_position(link, event.message)
         try:
             with transaction.atomic():
                 message = Message.objects.create(
@@ -299,7 +333,7 @@ def _apply_event(endpoint: CcaasEndpoint, event: CcaasEvent, row: InboundEvent, 
                     author_name=event.message.agent_name or "",
                     content_type=event.message.content_type,
                     content=event.message.content,
-                    created_at=timezone.now(),
+                    created_at=event.message.sent_at or timezone.now(),
                     raw=event.raw,
                 )
                 Delivery.objects.create(
@@ -308,6 +342,8 @@ def _apply_event(endpoint: CcaasEndpoint, event: CcaasEvent, row: InboundEvent, 
                     kind=Delivery.Kind.MESSAGE,
                     lane=Delivery.Lane.TO_INFOBIP,
                     phase=1,
+                    sort_at=sort_at,
+                    sort_seq=sort_seq,
                 )
         except IntegrityError:
             return "agent message already received"
@@ -327,6 +363,28 @@ def _apply_event(endpoint: CcaasEndpoint, event: CcaasEvent, row: InboundEvent, 
     if event.type == EventType.TYPING:
         return _agent_typing(link, event)
     return f"{event.type.value}: no action"
+
+
+def agent_lane_position(link: ConversationLink, message: AgentMessage) -> tuple[datetime, int]:
+    """Where an agent message goes in the handover's lane to Infobip: (sort_at, sort_seq).
+
+    The contact center's own order when it gives one (its time of the message, then its monotonic
+    message id), so replies waiting together reach the customer in the order the agent sent them,
+    whichever webhook arrived first. Without a time, the message goes after every agent message
+    recorded so far (the newest position in the lane, then the row's id): the database's order,
+    read under the handover's row lock, never the clock of the process that received it.
+    """
+    if message.sent_at is not None:
+        return message.sent_at, message.sequence or 0
+    newest = (
+        Delivery.objects.filter(link=link, lane=Delivery.Lane.TO_INFOBIP, kind=Delivery.Kind.MESSAGE)
+        .order_by("-sort_at", "-sort_seq")
+        .values_list("sort_at", "sort_seq")
+        .first()
+    )
+    if newest is None:
+        return link.opened_at or link.escalated_at, message.sequence or 0
+    return newest[0], max(newest[1], message.sequence or 0)
 
 
 # Infobip's Send conversation event (typing) accepts only these channels.
@@ -475,7 +533,9 @@ def _queue_route_back(link: ConversationLink) -> None:
     engine's schedule, dead-lettered visibly, re-drivable from the admin."""
     endpoint = link.endpoint
     config = (endpoint.config or {}) if endpoint else {}
-    if config.get("on_open_failure") != ON_OPEN_FAILURE_ROUTE:
+    if config.get("on_open_failure") != ON_OPEN_FAILURE_ROUTE and not link.bot_id:
+        # A conversation that came through an external bot stays the bot's until it is routed: left
+        # there, every customer message would reach the bridge and try to open it again.
         return
     pending = Delivery.objects.filter(link=link, kind=Delivery.Kind.ROUTE_BACK)
     if pending.exclude(state__in=Delivery.TERMINAL_STATES).exists():

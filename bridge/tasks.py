@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge import delivery, periodic
+from bridge import delivery, periodic, retention
 
 
 def drive_lane(link_id: str, lane: str) -> int:
@@ -24,6 +24,11 @@ def run_ticker() -> str:
 def tick() -> str:
     """One pass of periodic work."""
     return str(periodic.tick())
+
+
+def apply_retention() -> str:
+    """Remove message content and raw payloads past their retention periods."""
+    return str(retention.apply())
 
 
 def send_typing(link_id: str, started: bool) -> str:

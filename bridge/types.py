@@ -55,17 +55,27 @@ class InfobipMessage:
     author_type: AuthorType = AuthorType.CUSTOMER
     author_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Found by reconciliation (its webhook never arrived), so it may reach the contact center after
+    # messages the customer wrote later; connectors show it as recovered, with `created_at`.
+    recovered: bool = False
 
 
 @dataclass(frozen=True)
 class AgentMessage:
-    """A message an agent wrote in the contact center, to go to the customer."""
+    """A message an agent wrote in the contact center, to go to the customer.
+
+    `sent_at` and `sequence` are the contact center's own order (its time of the message, and a
+    monotonic id such as a message, comment or transaction id), when it gives them: agent messages
+    waiting together go to the customer in that order, whatever order their events arrived in.
+    """
 
     id: str
     content_type: str
     content: dict[str, Any]
     agent_id: str | None = None
     agent_name: str | None = None
+    sent_at: datetime | None = None
+    sequence: int | None = None
 
 
 @dataclass(frozen=True)

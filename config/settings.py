@@ -9,6 +9,7 @@ in, so that every problem is reported at once and no process starts until they a
 import base64
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import environ
@@ -268,8 +269,10 @@ BRIDGE_RETRY_MAX_ATTEMPTS = _int("BRIDGE_RETRY_MAX_ATTEMPTS", 15)
 BRIDGE_POLL_INTERVAL_SECONDS = _float("BRIDGE_POLL_INTERVAL_SECONDS", 15)
 BRIDGE_STUCK_AFTER_SECONDS = _float("BRIDGE_STUCK_AFTER_SECONDS", 900)
 BRIDGE_IDLE_CLOSE_SECONDS = _float("BRIDGE_IDLE_CLOSE_SECONDS", 86400)
-# How long a claimed delivery stays leased to its worker; a killed worker's work is re-driven after it.
-BRIDGE_LEASE_SECONDS = _float("BRIDGE_LEASE_SECONDS", 120)
+# How long a claimed delivery stays leased to its worker. A heartbeat renews it every third of this
+# while the worker is still working, so it bounds how long a killed worker's delivery waits, not how
+# long a call may take.
+BRIDGE_LEASE_SECONDS = _float("BRIDGE_LEASE_SECONDS", 10)
 # How often the ticker looks for due work (retries, polls, stuck and idle handovers).
 BRIDGE_TICK_SECONDS = _float("BRIDGE_TICK_SECONDS", 1)
 # /healthz reports the worker missing when the cluster's ticker has not beaten for this long
@@ -280,6 +283,10 @@ BRIDGE_HEALTHZ_WRITE_TIMEOUT_SECONDS = _float("BRIDGE_HEALTHZ_WRITE_TIMEOUT_SECO
 BRIDGE_HTTP_CONNECT_TIMEOUT = _float("BRIDGE_HTTP_CONNECT_TIMEOUT", 5)
 BRIDGE_HTTP_READ_TIMEOUT = _float("BRIDGE_HTTP_READ_TIMEOUT", 30)
 BRIDGE_ALLOW_PRIVATE_URLS = env.bool("BRIDGE_ALLOW_PRIVATE_URLS", default=False)
+# Data retention (bridge.retention), off by default: days after a handover ended before its message
+# content is removed, and days after receipt before raw vendor payloads are removed.
+BRIDGE_RETENTION_DAYS = _float("BRIDGE_RETENTION_DAYS", 0)
+BRIDGE_RAW_RETENTION_DAYS = _float("BRIDGE_RAW_RETENTION_DAYS", 0)
 
 # Infobip side (docs/infobip.md). Reconciliation re-reads open conversations' messages this often,
 # so a dropped Infobip webhook costs at most one interval; the overlap re-reads a little earlier.
@@ -302,6 +309,26 @@ BRIDGE_INFOBIP_SUBSCRIPTION_ID = env.str("BRIDGE_INFOBIP_SUBSCRIPTION_ID", defau
 # While migrating from the legacy account-configuration webhook (which cannot sign), accept its
 # unsigned message bodies even when Subscriptions security is configured.
 BRIDGE_INFOBIP_ACCEPT_UNSIGNED_LEGACY = env.bool("BRIDGE_INFOBIP_ACCEPT_UNSIGNED_LEGACY", default=False)
+
+# Infobip's custom context card (GET/POST /api/context-card/): its own bearer token (unset: the card
+# is off), and the origins allowed to embed its HTML (CSP frame-ancestors) and to call it from a browser.
+BRIDGE_CARD_TOKEN = env.str("BRIDGE_CARD_TOKEN", default="")
+if BRIDGE_CARD_TOKEN and BRIDGE_CARD_TOKEN in (BRIDGE_API_TOKEN, BRIDGE_INBOUND_TOKEN):
+    CONFIG_PROBLEMS.add(
+        "BRIDGE_CARD_TOKEN",
+        "must differ from BRIDGE_API_TOKEN and BRIDGE_INBOUND_TOKEN; e.g. the output of "
+        + validation.MAKE_TOKEN,
+    )
+if BRIDGE_CARD_TOKEN and len(BRIDGE_CARD_TOKEN) < 32:
+    CONFIG_PROBLEMS.add(
+        "BRIDGE_CARD_TOKEN", f"must be at least 32 characters; e.g. the output of {validation.MAKE_TOKEN}"
+    )
+BRIDGE_CARD_ORIGINS = env.list("BRIDGE_CARD_ORIGINS", default=["https://portal.infobip.com"])
+for _origin in BRIDGE_CARD_ORIGINS:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.*-]+(:[0-9]{1,5})?", _origin):
+        CONFIG_PROBLEMS.add(
+            "BRIDGE_CARD_ORIGINS", f"{_origin!r} is not an origin like https://portal.infobip.com"
+        )
 
 LOGGING = {
     "version": 1,

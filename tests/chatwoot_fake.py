@@ -13,7 +13,7 @@ import uuid
 
 import responses
 
-from tests.spec_validation import assert_conforms, load_spec
+from tests.openapi import assert_conforms
 
 BASE_URL = "https://chat.acme.test"
 ACCOUNT = 1
@@ -33,7 +33,7 @@ def chatwoot_signature(secret: str, body: bytes, timestamp: int | None = None) -
 
 class FakeChatwoot:
     def __init__(self, mock: responses.RequestsMock, base_url: str = BASE_URL) -> None:
-        self.spec = load_spec("chatwoot-application-api-openapi.yml")
+        self.spec = "chatwoot-application-api-openapi.yml"
         self.base_url = base_url
         self.contacts: dict[int, dict] = {}
         self.conversations: dict[int, dict] = {}
@@ -168,15 +168,13 @@ class FakeChatwoot:
                 )
                 return 200, {}, json.dumps(message)
             if action == "/messages":
-                after = int(request.params.get("after") or 0)
-                return (
-                    200,
-                    {},
-                    json.dumps(
-                        {
-                            "meta": {},
-                            "payload": [m for m in self.messages[conversation_id] if m["id"] > after][:100],
-                        }
-                    ),
-                )
+                # As the spec and Chatwoot's MessageFinder answer: `after` gives up to 100 messages
+                # after that id, oldest first; with neither `after` nor `before`, the latest 20.
+                messages = self.messages[conversation_id]
+                if "after" in request.params:
+                    after = int(request.params["after"] or 0)
+                    payload = [m for m in messages if m["id"] > after][:100]
+                else:
+                    payload = messages[-20:]
+                return 200, {}, json.dumps({"meta": {}, "payload": payload})
         return 404, {}, json.dumps({"error": "not found"})

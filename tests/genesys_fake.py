@@ -33,6 +33,9 @@ CHANNEL_FIELDS = {"from", "time", "messageId", "metadata"}
 MESSAGE_FIELDS = {"channel", "text", "content", "metadata"}
 
 
+TEXT_LIMIT = 4000  # the Open Messaging text limit shown to agents
+
+
 class FakeGenesys(FakeServer):
     name = "fake-genesys"
 
@@ -193,6 +196,8 @@ class FakeGenesys(FakeServer):
             problems.append("channel.from.id and channel.time are required")
         if not body.get("text") and not body.get("content"):
             problems.append("text or content is required")
+        if len(str(body.get("text") or "").encode("utf-16-le")) // 2 > TEXT_LIMIT:
+            problems.append(f"text is longer than {TEXT_LIMIT} characters")
         attributes = (channel.get("metadata") or {}).get("customAttributes") or {}
         if any(not isinstance(v, str) for v in attributes.values()):
             problems.append("customAttributes values must be strings")

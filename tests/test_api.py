@@ -1,4 +1,4 @@
-"""The escalation API, the handover API and healthz (CONTRACT.md §2)."""
+"""The escalation API, the handover API and healthz (docs/api.md)."""
 
 from __future__ import annotations
 

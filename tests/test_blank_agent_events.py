@@ -4,9 +4,6 @@ handover's timeline, and the lane goes on with the next message."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 from django.utils import timezone
 
@@ -15,15 +12,15 @@ from bridge.connectors import get_connector
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery, HandoverEvent, Message, State
 from tests.chatwoot_fake import chatwoot_signature
 from tests.connector_contract import json_bytes, post_webhook
+from tests.payloads import load_fixture
 
 pytestmark = pytest.mark.django_db
 
-FIXTURES = Path(__file__).parent / "fixtures"
 CHATWOOT_SECRET = "chatwoot-webhook-secret"
 
 
 def fixture(source: str, name: str) -> dict:
-    return json.loads((FIXTURES / source / name).read_text())
+    return load_fixture(source, name)
 
 
 def active_link(fake_infobip, endpoint: CcaasEndpoint, interaction_id: str, data: dict | None = None):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import responses
@@ -18,15 +17,15 @@ from bridge.models import CcaasEndpoint, ConversationLink, Delivery, InboundEven
 from bridge.types import EventType
 from tests.chatwoot_fake import ACCOUNT, BASE_URL, INBOX, FakeChatwoot, chatwoot_signature
 from tests.connector_contract import ConnectorContract, json_bytes, post_webhook
+from tests.payloads import fixture_bytes
 
-FIXTURES = Path(__file__).parent / "fixtures" / "chatwoot"
 SECRET = "chatwoot-webhook-secret"
 CONFIG = {"base_url": BASE_URL, "account_id": ACCOUNT, "inbox_id": INBOX, "mode": "webhook"}
 CREDENTIALS = {"api_access_token": "cw-token", "webhook_secret": SECRET}
 
 
 def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
+    return fixture_bytes("chatwoot", name)
 
 
 def make_endpoint(slug="cw", **config) -> CcaasEndpoint:

@@ -1,4 +1,4 @@
-"""The fault suite (RELIABILITY.md): nothing lost, nothing twice, nothing out of order.
+"""The fault suite (docs/reliability.md): nothing lost, nothing twice, nothing out of order.
 
 Each test drives real HTTP views and real loopback fakes (bridge.demo.fakes) and checks the same
 figures: lost = 0, duplicates = 0, order violations = 0, at most one request in flight per
@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import requests
@@ -36,11 +35,11 @@ from bridge.models import (
 )
 from bridge.signing import sign
 from tests import procs
+from tests.payloads import load_fixture
 
 procs.use_file_sqlite()  # threads of a live server and workers share the test database
 
 SECRET = "generic-shared-secret"
-FIXTURES = Path(__file__).parent / "fixtures" / "infobip"
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
 
@@ -405,7 +404,7 @@ def test_f7_messages_of_conversations_never_escalated_are_not_kept(
             response = client.post(inbound_url, body, content_type="application/json")
             assert response.status_code == 200 and response.json()["stored"] == 0
     # the same through Infobip's Subscriptions events (INBOUND_MESSAGE envelope)
-    envelope = json.loads((FIXTURES / "webhook_inbound_message_event.json").read_text())
+    envelope = load_fixture("infobip", "webhook_inbound_message_event")
     for n, conversation in enumerate(strangers):
         event = json.loads(json.dumps(envelope))
         event["payload"]["id"] = event["payload"]["message"]["conversationId"] = conversation
@@ -520,6 +519,47 @@ def test_f8_concurrent_posts_are_delivered_in_created_at_order(live_server, sett
         assert ccaas.max_total_active >= 2  # while other conversations proceeded in parallel
     finally:
         ccaas.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_f8_concurrent_agent_replies_are_delivered_in_the_contact_centers_order(
+    live_server, fake_infobip, ccaas, endpoint
+):
+    """The agent side of F8: 20 replies posted to the contact-center webhook by 20 threads at once,
+    two of them in reverse order of the contact center's createdAt: the customer gets them in that
+    order, whichever request the bridge stored first."""
+    (link,) = activate(open_handover(fake_infobip))
+    url = f"{live_server.url}/webhooks/ccaas/{endpoint.slug}/"
+    events = []
+    for i in range(20):
+        event = ccaas.agent_says(link.interaction_id, f"a{i:02d}")
+        event["message"]["createdAt"] = at(100 + i)
+        events.append(event)
+    barrier = threading.Barrier(20)
+    a11_posted = threading.Event()
+    statuses: list[int] = []
+
+    def post(i: int) -> None:
+        body = json.dumps({"events": [events[i]]}).encode()
+        barrier.wait(timeout=10)
+        if i == 10:  # a10 reaches the bridge only after a11
+            a11_posted.wait(timeout=20)
+        headers = {"Content-Type": "application/json", **sign(SECRET, body)}
+        statuses.append(requests.post(url, data=body, headers=headers, timeout=30).status_code)
+        if i == 11:
+            a11_posted.set()
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert statuses == [200] * 20
+    ten, eleven = (Message.objects.get(external_id=events[i]["message"]["id"]) for i in (10, 11))
+    assert eleven.pk < ten.pk  # it was stored in reverse order
+    run_workers(3, timeout=60)
+    sent = [m["content"]["text"] for m in fake_infobip.sent_to_customer(link.conversation_id)]
+    assert_clean("F8 agent replies posted concurrently", sent, [f"a{i:02d}" for i in range(20)])
 
 
 # --- F11 ------------------------------------------------------------------------------------------

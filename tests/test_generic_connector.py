@@ -1,4 +1,4 @@
-"""The generic connector speaks CONTRACT.md §4 exactly: paths, bodies, Idempotency-Key, signatures,
+"""The generic connector speaks docs/protocol.md exactly: paths, bodies, Idempotency-Key, signatures,
 polling, and webhook verification and parsing."""
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ import logging
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -28,14 +27,14 @@ from tests.genesys_fake import (
     WEBHOOK_SECRET,
     FakeGenesys,
 )
+from tests.payloads import fixture_bytes, load_fixture
 
-FIXTURES = Path(__file__).parent / "fixtures" / "genesys"
 INBOUND = f"/api/v2/conversations/messages/{INTEGRATION_ID}/inbound/open/message"
 CREDENTIALS = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "webhook_secret": WEBHOOK_SECRET}
 
 
 def fixture(name: str) -> dict:
-    return json.loads((FIXTURES / name).read_text())
+    return load_fixture("genesys", name)
 
 
 def make_endpoint(server: FakeGenesys, slug: str = "genesys", **config) -> CcaasEndpoint:
@@ -159,7 +158,7 @@ class TestGenesysContract(ConnectorContract):
 @pytest.mark.django_db
 def test_signature_is_sha256_base64_hmac_of_the_raw_body(genesys):
     connector = get_connector(make_endpoint(genesys))
-    body = (FIXTURES / "webhook_text.json").read_bytes()
+    body = fixture_bytes("genesys", "webhook_text.json")
     connector.verify_webhook(body, {"X-Hub-Signature-256": signature(WEBHOOK_SECRET, body)})
     import base64
     import hashlib

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -22,6 +21,7 @@ from bridge.exceptions import (
 from bridge.infobip.client import InfobipClient
 from bridge.types import AuthorType, Direction
 from tests.openapi import validate_request, validate_schema
+from tests.payloads import load_fixture
 
 pytestmark = pytest.mark.django_db  # Get Messages takes from the shared rate limit (a database row)
 
@@ -30,11 +30,10 @@ BASE = "https://xyz123.api.infobip.com"
 API_KEY = "infobip-key-9f8e7d6c5b4a-do-not-leak"
 CONV = "4461ea29-c09e-4ba8-a751-df86cf0a0eb9"
 CONV_URL = f"{BASE}/ccaas/1/conversations/{CONV}"
-FIXTURES = Path(__file__).parent / "fixtures" / "infobip"
 
 
 def fixture(name: str):
-    return json.loads((FIXTURES / f"api_{name}.json").read_text())
+    return load_fixture("infobip", f"api_{name}")
 
 
 @pytest.fixture

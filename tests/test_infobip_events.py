@@ -8,7 +8,6 @@ import copy
 import hashlib
 import hmac
 import json
-from pathlib import Path
 
 import pytest
 
@@ -16,6 +15,7 @@ from bridge import delivery, reconcile
 from bridge.infobip.events import EVENT_TYPES, parse_event
 from bridge.models import ConversationLink, InboundEvent, InfobipSubscription, Message, State
 from tests.openapi import schema_at, validate_schema
+from tests.payloads import load_fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -27,12 +27,11 @@ MESSAGE_EVENTS = (
     "INBOUND_MESSAGE_DELETED",
     "CONVERSATION_MESSAGE_UPDATED",
 )
-FIXTURE = Path(__file__).parent / "fixtures" / "infobip" / "webhook_inbound_message_event.json"
 
 
 def envelope(kind: str, conv: str, **extra) -> dict:
     """An event built from the spec's own field examples (fixture), for conversation `conv`."""
-    body = json.loads(FIXTURE.read_text())
+    body = load_fixture("infobip", "webhook_inbound_message_event")
     body["type"] = kind
     payload = body["payload"]
     payload["id"] = conv

@@ -1,8 +1,8 @@
 """Real processes: `manage.py qcluster` subprocesses against the test database, the HTTP views on a
 live server and the loopback fakes. Nothing here calls drain(): the cluster does all the work.
 
-F9 kills the cluster (SIGKILL, the whole process group) while a delivery hangs at the contact
-center, restarts it, and checks the delivery is made after its lease expired, once. F14 stops a
+Faults F9 and F14 of docs/reliability.md. F9 kills the cluster (SIGKILL, the whole process group)
+while a delivery hangs at the contact center, restarts it, and checks the delivery is made after its lease expired, once. F14 stops a
 cluster with 1,000 deliveries pending (SIGTERM, then SIGKILL) and restarts it. The end-to-end test
 runs a whole handover through the public HTTP surface with compressed timers.
 """

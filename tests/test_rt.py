@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
@@ -25,14 +24,14 @@ from bridge.types import (
     InteractionRef,
 )
 from tests.connector_contract import ConnectorContract
+from tests.payloads import load_fixture
 
-FIXTURES = Path(__file__).parent / "fixtures" / "rt"
 BASE = "https://rt.example.test"
 API = f"{BASE}/REST/2.0"
 
 
 def fixture(name: str):
-    return json.loads((FIXTURES / name).read_text())
+    return load_fixture("rt", name)
 
 
 def make_endpoint(**config) -> CcaasEndpoint:

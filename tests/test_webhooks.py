@@ -1,6 +1,6 @@
 """The two webhooks: Infobip's (path token) and the contact centers' (per connector; generic: HMAC).
 
-Fault cases from RELIABILITY.md: F6 (3 MB body), F7 (conversations never escalated), F16 (wrong
+Fault cases of docs/reliability.md: F6 (3 MB body), F7 (conversations never escalated), F16 (wrong
 token / bad signature, 1,000 times).
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import random
 import string
-from pathlib import Path
 
 import pytest
 
@@ -24,16 +23,16 @@ from bridge.models import (
     State,
 )
 from bridge.signing import sign
+from tests.payloads import load_fixture
 
 pytestmark = pytest.mark.django_db
 
-FIXTURES = Path(__file__).parent / "fixtures" / "infobip"
 SECRET = "webhook-test-secret"
 THREE_MB = 3 * 1024 * 1024
 
 
 def infobip_body(name: str) -> dict:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
+    return load_fixture("infobip", name)
 
 
 MESSAGE = infobip_body("webhook_account_configuration_message")

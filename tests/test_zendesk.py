@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import responses
@@ -18,9 +17,9 @@ from bridge.exceptions import SignatureError, TransientError
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery, InboundEvent, Message, State
 from bridge.types import EventType
 from tests.connector_contract import ConnectorContract, json_bytes, post_webhook
+from tests.payloads import fixture_bytes
 from tests.zendesk_fake import BASE_URL, FakeZendesk, zendesk_signature
 
-FIXTURES = Path(__file__).parent / "fixtures" / "zendesk"
 SECRET = "zendesk-webhook-secret"
 CONFIG = {
     "subdomain": "acme",
@@ -33,7 +32,7 @@ CREDENTIALS = {"email": "bridge@acme.test", "api_token": "tok-123", "webhook_sec
 
 
 def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
+    return fixture_bytes("zendesk", name)
 
 
 def make_endpoint(slug="zen", **config) -> CcaasEndpoint:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import responses
 
-from tests.spec_validation import assert_conforms, load_spec
+from tests.openapi import assert_conforms
 
 BASE_URL = "https://acme.zendesk.com"
 AGENT_ID = 7000001
@@ -23,6 +23,9 @@ AGENT_ID = 7000001
 # (https://developer.zendesk.com/documentation/ticketing/managing-tickets/creating-and-updating-tickets#setting-custom-field-values).
 # Only those three "required" complaints on custom_fields items are tolerated.
 SPEC_DEFECTS = ((r"ticket/custom_fields/\d+", r"^'(key|type|title)' is a required property$"),)
+# Sorting and paging parameters the OAS documents only in the prose of each list operation ("Sorting",
+# "Pagination") and in https://developer.zendesk.com/api-reference/introduction/pagination/.
+PROSE_QUERY = ("sort_order", "sort", "page", "per_page", "page[size]", "page[after]", "page[before]")
 
 
 def zendesk_signature(secret: str, body: bytes, timestamp: str | None = None) -> dict[str, str]:
@@ -33,7 +36,7 @@ def zendesk_signature(secret: str, body: bytes, timestamp: str | None = None) ->
 
 class FakeZendesk:
     def __init__(self, mock: responses.RequestsMock, base_url: str = BASE_URL) -> None:
-        self.spec = load_spec("zendesk-support-openapi.json")
+        self.spec = "zendesk-support-openapi.json"
         self.base_url = base_url
         self.users: dict[int, dict] = {}
         self.tickets: dict[int, dict] = {}
@@ -101,7 +104,7 @@ class FakeZendesk:
 
     # --- the API -----------------------------------------------------------------------------------
     def _handle(self, request):
-        assert_conforms(self.spec, request, ignore=SPEC_DEFECTS)
+        assert_conforms(self.spec, request, ignore=SPEC_DEFECTS, prose_query=PROSE_QUERY)
         body = json.loads(request.body) if request.body else None
         path = request.path_url.split("?")[0]
         self.requests.append((request.method, request.path_url, body))
@@ -155,13 +158,7 @@ class FakeZendesk:
             if ticket_id not in self.tickets:
                 return 404, {}, json.dumps({"error": "RecordNotFound"})
             if match.group(2):
-                return (
-                    200,
-                    {},
-                    json.dumps(
-                        {"comments": self.comments[ticket_id], "count": len(self.comments[ticket_id])}
-                    ),
-                )
+                return 200, {}, json.dumps(self._comments_page(request, ticket_id))
             data = body["ticket"]
             if "comment" in data:
                 self._add_comment(ticket_id, data["comment"], default_author=AGENT_ID)
@@ -169,6 +166,32 @@ class FakeZendesk:
                 self.tickets[ticket_id]["status"] = data["status"]
             return 200, {}, json.dumps({"ticket": self.tickets[ticket_id]})
         return 404, {}, json.dumps({"error": "InvalidEndpoint"})
+
+    def _comments_page(self, request, ticket_id: int) -> dict:
+        """List Comments with offset pagination, as Zendesk answers it: at most `per_page` (100 by
+        default and at most) a page, and `next_page` / `previous_page` URLs."""
+        # Reference: https://developer.zendesk.com/api-reference/introduction/pagination/
+        page = int(request.params.get("page") or 1)
+        per_page = min(int(request.params.get("per_page") or 100), 100)
+        comments = self.comments[ticket_id]
+        if request.params.get("sort_order") == "desc":
+            comments = comments[::-1]
+        chunk = comments[(page - 1) * per_page : page * per_page]
+        url = f"{self.base_url}/api/v2/tickets/{ticket_id}/comments.json?page={{}}&per_page={per_page}"
+        return {
+            "comments": chunk,
+            "count": len(comments),
+            "next_page": url.format(page + 1) if page * per_page < len(comments) else None,
+            "previous_page": url.format(page - 1) if page > 1 else None,
+        }
+
+    def add_requester_comments(self, ticket_id: int, count: int) -> None:
+        """`count` public comments by the ticket's requester (what the bridge writes for the customer)."""
+        requester = self.tickets[ticket_id]["requester_id"]
+        for n in range(count):
+            self._add_comment(
+                ticket_id, {"body": f"customer says {n}", "author_id": requester}, default_author=requester
+            )
 
     def _add_comment(self, ticket_id: int, comment: dict, *, default_author) -> None:
         self.comments[ticket_id].append(

@@ -5,8 +5,9 @@ log with the user who ran it. Lists never count whole big tables (show_full_resu
 filter only on indexed columns.
 
 Modules: display (badges, shared columns), filters, handovers (list and bulk actions), handover_page
-(the detail page and its buttons), outbox (deliveries, messages, inbound events), endpoints, forms.
+(the detail page and its buttons), outbox (deliveries, messages, inbound events), endpoints, bots
+(Infobip external bots), forms.
 Importing the package registers every ModelAdmin.
 """
 
-from bridge.admin import endpoints, handovers, outbox  # noqa: F401  (registers the ModelAdmins)
+from bridge.admin import bots, endpoints, handovers, outbox  # noqa: F401  (registers the ModelAdmins)

@@ -139,7 +139,7 @@ class HandoverPageMixin:
         link = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if link is not None:
-            deliveries = list(Delivery.objects.filter(link=link).order_by("phase", "sort_at", "id")[:1000])
+            deliveries = list(Delivery.objects.filter(link=link).order_by(*Delivery.LANE_ORDER)[:1000])
             by_message = {d.message_id: d for d in deliveries if d.message_id}
             transcript = []
             for row in Message.objects.filter(link=link).order_by("created_at", "id")[:1000]:

@@ -31,7 +31,7 @@ class ConversationLinkAdmin(HandoverPageMixin, ReadOnlyMixin, admin.ModelAdmin):
         "error",
     )
     list_display_links = ("handover",)
-    list_filter = (AttentionFilter, "state", "endpoint", ChannelFilter)
+    list_filter = (AttentionFilter, "state", "endpoint", ChannelFilter, "bot")
     search_fields = ("=conversation_id", "=interaction_id", "=customer_address")
     search_help_text = (
         "Exact Infobip conversation id, interaction id, or customer address (e.g. 447700900123)."
@@ -49,7 +49,7 @@ class ConversationLinkAdmin(HandoverPageMixin, ReadOnlyMixin, admin.ModelAdmin):
             {
                 "fields": (
                     ("conversation_id", "state"),
-                    ("endpoint", "interaction_id"),
+                    ("endpoint", "interaction_id", "bot"),
                     ("channel", "customer_address", "customer_name", "business_sender"),
                     ("queue", "priority"),
                     "last_error",

@@ -8,10 +8,13 @@ database (the services do). Every vendor call ends in success, TransientError or
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
 from bridge.exceptions import ConfigurationError, WebhookError
 from bridge.types import (
@@ -36,6 +39,70 @@ def load_webhook_json(body: bytes) -> Any:
         raise WebhookError("body is not valid JSON") from exc
 
 
+# Vendor times outside this range are taken as "no time given" rather than trusted for ordering.
+_SANE_YEARS = (2000, 2200)
+
+
+def vendor_time(value: Any) -> datetime | None:
+    """A contact center's time of a message, as an aware datetime, or None when it gives none that
+    can be read: ISO 8601 (`2026-01-01T10:05:00.000Z`, nanoseconds and `+0000` included, RT's
+    `2026-01-01 10:05:00` read as UTC) or unix seconds (Chatwoot's REST API)."""
+    parsed: datetime | None = None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        try:
+            parsed = datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace("Z", "+00:00")
+        if re.search(r"T.*[+-]\d{4}$", text):
+            text = f"{text[:-2]}:{text[-2:]}"  # +0000 -> +00:00
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromtimestamp(float(text), tz=UTC)
+            except (OverflowError, OSError, ValueError):
+                return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if not _SANE_YEARS[0] <= parsed.year <= _SANE_YEARS[1]:
+        return None
+    return parsed.astimezone(UTC)
+
+
+def vendor_sequence(value: Any) -> int | None:
+    """A contact center's monotonic id (message, comment, transaction id) as an int, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < 2**63 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+        return number if number < 2**63 else None
+    return None
+
+
+def fill_url_template(template: str, ref: InteractionRef) -> str | None:
+    """`template` with {interaction_id}, {conversation_id}, {handover_id} URL-encoded; None when the
+    template names anything else or the interaction id is not known yet."""
+    if not ref.interaction_id:
+        return None
+    values = {
+        "interaction_id": quote(ref.interaction_id, safe=""),
+        "conversation_id": quote(ref.conversation_id, safe=""),
+        "handover_id": quote(ref.handover_id, safe=""),
+    }
+    try:
+        return template.format_map(values)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return None
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a connector can do, so the rest of the bridge degrades explicitly, never silently."""
@@ -47,6 +114,14 @@ class Capabilities:
     poll_covers_all_interactions: bool = False  # one poll call serves every open interaction
     always_poll: bool = False  # polled every interval even in webhook mode (e.g. to notice closes)
     tags: bool = False  # follows tags added to or removed from the Infobip conversation (update_tags)
+    # carries "recovered" (a customer message found late) as a field of its own; else the bridge puts
+    # a visible mark with the message's original time in front of the text the agent reads
+    recovered_field: bool = False
+    # The longest customer message the contact center takes, and the unit it counts in
+    # ("characters", "utf16" code units or UTF-8 "bytes"); 0: no limit. Longer messages are sent in
+    # parts within it, in order, each once (never cut).
+    text_limit: int = 0
+    text_unit: str = "characters"
 
 
 @dataclass(frozen=True)
@@ -103,6 +178,13 @@ class Connector(ABC):
                         int(value)
                     except (TypeError, ValueError):
                         problems.append(f"{what}: '{item.name}' must be a whole number")
+        limit = config.get("max_text_length")
+        if limit not in (None, ""):
+            try:
+                if int(limit) < 1:
+                    raise ValueError
+            except (TypeError, ValueError):
+                problems.append("config: 'max_text_length' must be a whole number of at least 1")
         mode = config.get("mode")
         if mode == "poll" and not cls.capabilities.poll:
             problems.append(f"config: {cls.kind} cannot poll; use mode 'webhook'")
@@ -145,6 +227,20 @@ class Connector(ABC):
         return self.mode_of(self.config)
 
     @property
+    def text_limit(self) -> int:
+        """The longest customer message this endpoint takes (in `capabilities.text_unit`): the
+        vendor's limit, or the config's `max_text_length` when smaller (or when the vendor has
+        none); 0 means no limit."""
+        vendor = self.capabilities.text_limit
+        try:
+            configured = int(self.config.get("max_text_length") or 0)
+        except (TypeError, ValueError):
+            configured = 0
+        if configured > 0:
+            return min(configured, vendor) if vendor else configured
+        return vendor
+
+    @property
     def polls(self) -> bool:
         """Whether this endpoint is polled (see `polled`); one poll cycle is `poll()`."""
         return self.polled(self.config)
@@ -159,8 +255,12 @@ class Connector(ABC):
         """
 
     @abstractmethod
-    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
-        """Deliver one customer message (or another Infobip-side message) to the interaction."""
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
+        """Deliver one customer message (or another Infobip-side message) to the interaction.
+
+        Returns the ids the contact center gave what it created (a message id, a comment id), when
+        its answer tells them: the bridge remembers them, so a webhook that echoes one of them is
+        never taken for an agent reply. None when the answer carries no id."""
 
     @abstractmethod
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
@@ -181,6 +281,25 @@ class Connector(ABC):
     def check_connection(self) -> str:
         """Make one harmless authenticated call; return what it showed, or raise an UpstreamError."""
         raise NotImplementedError(f"{self.kind} has no connection test")
+
+    # --- links for people ---------------------------------------------------------------------------
+    @classmethod
+    def interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        """A link that opens the interaction in the contact center's own agent UI, or None.
+
+        Reads only the endpoint's config, never its credentials, and makes no call (the context card
+        asks for it on its request path). Config `interaction_url_template` overrides the kind's own
+        link, with `{interaction_id}`, `{conversation_id}` and `{handover_id}` filled in, URL-encoded:
+        e.g. "https://desk.example.com/cases/{interaction_id}". Only http(s) links are returned.
+        """
+        template = config.get("interaction_url_template")
+        url = fill_url_template(str(template), ref) if template else cls.default_interaction_url(config, ref)
+        return url if url and url.startswith(("https://", "http://")) else None
+
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        """The kind's own deep link (see interaction_url); None when the kind has none."""
+        return None
 
     def webhook_instructions(self) -> str:
         """What to configure on the vendor's side so it calls our webhook."""

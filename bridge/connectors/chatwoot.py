@@ -26,7 +26,14 @@ from datetime import UTC
 from typing import Any
 
 from bridge import http
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_sequence,
+    vendor_time,
+)
 from bridge.exceptions import ConfigurationError, SignatureError, UpstreamError, WebhookError
 from bridge.media import render_text
 from bridge.types import (
@@ -53,6 +60,8 @@ KEY_MISMATCH_HINT = (
     "if the secret is right, Chatwoot may be signing with a different key than the one it shows "
     "(chatwoot/chatwoot#13809); set config require_signature=false to accept unsigned webhooks"
 )
+MESSAGES_PER_PAGE = 100  # Get Messages with `after` answers up to 100
+MAX_MESSAGES_PER_POLL = 5000  # a guard; the cursor keeps the place, so the rest follows next cycle
 # In the REST API message_type is a number; in webhooks a word.
 MESSAGE_TYPES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
 
@@ -78,7 +87,16 @@ def _label(tag: str) -> str:
 class ChatwootConnector(Connector):
     kind = "chatwoot"
     label = "Chatwoot"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=True, tags=True)
+    # Chatwoot validates message content to at most 150,000 characters (Message model).
+    capabilities = Capabilities(
+        webhook=True,
+        poll=True,
+        attachments=False,
+        typing=True,
+        tags=True,
+        text_limit=150000,
+        text_unit="characters",
+    )
     config_fields = (
         Field("base_url", "Your Chatwoot, e.g. https://app.chatwoot.com", True, "url"),
         Field("account_id", "The account id (in the dashboard URL)", True, "int"),
@@ -123,6 +141,16 @@ class ChatwootConnector(Connector):
         if token:
             # Reference: https://developers.chatwoot.com/api-reference/introduction (api_access_token header)
             self.session.headers["api_access_token"] = str(token)
+
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        # The dashboard's conversation page (the URL the Chatwoot UI itself shows), e.g.
+        # https://app.chatwoot.com/app/accounts/1/conversations/42
+        base = str(config.get("base_url") or "").rstrip("/")
+        account = str(config.get("account_id") or "")
+        if not base or not account.isdigit() or not str(ref.interaction_id).isdigit():
+            return None
+        return f"{base}/app/accounts/{account}/conversations/{ref.interaction_id}"
 
     # --- plumbing -----------------------------------------------------------------------------------
     @property
@@ -226,9 +254,7 @@ class ChatwootConnector(Connector):
         already: set[str] = set()
         if existing:
             conversation_id = str(existing["id"])
-            # Reference: https://developers.chatwoot.com/api-reference/messages/get-messages
-            data = self._call("GET", f"/conversations/{int(conversation_id)}/messages")
-            already = {str(m.get("content")) for m in (data or {}).get("payload") or []}
+            already = {str(m.get("content")) for m in self._messages_after(conversation_id, 0)}
         else:
             custom = {
                 "infobip_conversation_id": ctx.conversation_id,
@@ -275,10 +301,11 @@ class ChatwootConnector(Connector):
             data={"contact_id": contact_id, "source_id": source_id, "history_message_ids": own},
         )
 
-    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
-        self._post_message(
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
+        message_id = self._post_message(
             ref.interaction_id, message_text(message.content_type, message.content), private=False
         )
+        return [str(message_id)] if message_id else None
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {
@@ -406,6 +433,10 @@ class ChatwootConnector(Connector):
                 content=content,
                 agent_id=str(sender["id"]) if sender.get("id") is not None else None,
                 agent_name=sender.get("name"),
+                # Chatwoot's message ids grow with every message; created_at is ISO in webhooks and
+                # unix seconds in the REST API.
+                sent_at=vendor_time(data.get("created_at")),
+                sequence=vendor_sequence(data.get("id")),
             ),
             raw=data,
             original_type=kind,
@@ -423,10 +454,7 @@ class ChatwootConnector(Connector):
         ids = [ref.interaction_id for ref in open_interactions if ref.interaction_id]
         for conversation_id in ids:
             last = int(seen.get(conversation_id, 0))
-            params = {"after": last} if last else None
-            # Reference: https://developers.chatwoot.com/api-reference/messages/get-messages
-            data = self._call("GET", f"/conversations/{int(conversation_id)}/messages", params=params)
-            for message in sorted((data or {}).get("payload") or [], key=lambda m: int(m.get("id") or 0)):
+            for message in self._messages_after(conversation_id, last):
                 message_id = int(message.get("id") or 0)
                 if message_id <= last:
                     continue
@@ -449,6 +477,26 @@ class ChatwootConnector(Connector):
                     )
                 )
         return PollResult(events=events, cursor=json.dumps({k: v for k, v in seen.items() if k in ids}))
+
+    def _messages_after(self, conversation_id: str, after: int) -> list[dict]:
+        """Every message of the conversation after the id `after`, oldest first. Get Messages answers
+        at most 100 messages after an id (and only the latest 20 without one), so it is read again
+        after the last id of each full page until a page is not full."""
+        found: list[dict] = []
+        while True:
+            # Reference: https://developers.chatwoot.com/api-reference/messages/get-messages
+            data = self._call(
+                "GET", f"/conversations/{int(conversation_id)}/messages", params={"after": after}
+            )
+            page = sorted(
+                (m for m in (data or {}).get("payload") or [] if isinstance(m, dict) and m.get("id")),
+                key=lambda m: int(m["id"]),
+            )
+            page = [m for m in page if int(m["id"]) > after]
+            found += page
+            if len(page) < MESSAGES_PER_PAGE or len(found) >= MAX_MESSAGES_PER_POLL:
+                return found
+            after = int(page[-1]["id"])
 
     def check_connection(self) -> str:
         # Reference: https://developers.chatwoot.com/api-reference/profile/fetch-user-profile-details

@@ -1,4 +1,4 @@
-"""The generic CCaaS protocol (CONTRACT.md §4): for contact centers that implement a small HTTP API.
+"""The generic CCaaS protocol (docs/protocol.md): for contact centers that implement a small HTTP API.
 
 Requests are signed (X-Bridge-Timestamp, X-Bridge-Signature) and carry a stable Idempotency-Key;
 webhooks are verified the same way; poll mode reads GET /events?after=<cursor>.
@@ -14,7 +14,14 @@ from urllib.parse import quote
 import requests
 
 from bridge import http, signing
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_sequence,
+    vendor_time,
+)
 from bridge.exceptions import TransientError, UpstreamError, WebhookError
 from bridge.types import (
     AgentMessage,
@@ -28,13 +35,15 @@ from bridge.types import (
     PollResult,
 )
 
+MAX_EVENT_PAGES = 50  # pages of GET /events read in one poll cycle
 # Reasons the protocol defines for a close that starts on the bridge's side.
 PROTOCOL_CLOSE_REASONS = {"CONVERSATION_CLOSED", "IDLE_TIMEOUT", "OPERATOR"}
 
 
 def message_json(message: InfobipMessage) -> dict[str, Any]:
-    """A message as the protocol carries it; authorType, contentType and content are Infobip's."""
-    return {
+    """A message as the protocol carries it; authorType, contentType and content are Infobip's.
+    `"recovered": true` marks a message found late by reconciliation (createdAt is when it was written)."""
+    body = {
         "id": message.id,
         "direction": message.direction.value,
         "authorType": message.author_type.value,
@@ -42,12 +51,15 @@ def message_json(message: InfobipMessage) -> dict[str, Any]:
         "content": message.content,
         "createdAt": message.created_at.isoformat(),
     }
+    if message.recovered:
+        body["recovered"] = True
+    return body
 
 
 class GenericConnector(Connector):
     kind = "generic"
     label = "Generic protocol"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True)
+    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True, recovered_field=True)
     config_fields = (
         Field(
             "base_url", "The contact center's bridge API, e.g. https://ccaas.example.com/bridge", True, "url"
@@ -59,6 +71,17 @@ class GenericConnector(Connector):
             "choice",
             ("webhook", "poll"),
             "webhook",
+        ),
+        Field(
+            "interaction_url_template",
+            "Optional link to an interaction in your agent UI, for Infobip's context card, e.g. "
+            "https://desk.example.com/cases/{interaction_id}",
+        ),
+        Field(
+            "max_text_length",
+            "Longest customer message the contact center takes, in characters (none if unset); "
+            "longer ones are sent in parts",
+            kind="int",
         ),
     )
     credential_fields = (
@@ -151,6 +174,20 @@ class GenericConnector(Connector):
         return [self._event(item) for item in data["events"]]
 
     def poll(self, cursor: str, open_interactions: list[InteractionRef]) -> PollResult:
+        """GET /events?after=<cursor>, and again after each answer's cursor while it says
+        `"hasMore": true` (at most MAX_EVENT_PAGES a cycle; the stored cursor keeps the place)."""
+        events: list[CcaasEvent] = []
+        for _ in range(MAX_EVENT_PAGES):
+            data = self._events_page(cursor)
+            events += [self._event(item) for item in data["events"]]
+            next_cursor = str(data.get("cursor") or cursor)
+            more = data.get("hasMore") is True and next_cursor != cursor
+            cursor = next_cursor
+            if not more:
+                break
+        return PollResult(events=events, cursor=cursor)
+
+    def _events_page(self, cursor: str) -> dict[str, Any]:
         params = {"after": cursor} if cursor else {}
         headers = signing.sign(self.secret, b"")
         response = http.request(
@@ -167,8 +204,7 @@ class GenericConnector(Connector):
             raise UpstreamError(
                 f"{self._service}: GET /events answered without an events list", service=self._service
             )
-        events = [self._event(item) for item in data["events"]]
-        return PollResult(events=events, cursor=str(data.get("cursor") or cursor))
+        return data
 
     def check_connection(self) -> str:
         if self.mode == "poll":
@@ -222,6 +258,9 @@ class GenericConnector(Connector):
                 content=payload["content"],
                 agent_id=str(agent["id"]) if agent.get("id") is not None else None,
                 agent_name=agent.get("name"),
+                # Optional: the contact center's order of its agent messages.
+                sent_at=vendor_time(payload.get("createdAt")),
+                sequence=vendor_sequence(payload.get("sequence")),
             )
         # Extension: {"type": "typing", "interactionId", "typing": true|false} (absent means true).
         typing = _flag(item.get("typing")) if event_type == EventType.TYPING else True

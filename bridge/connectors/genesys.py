@@ -37,10 +37,17 @@ from typing import Any
 from urllib.parse import quote
 
 from bridge import http, media
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_time,
+)
 from bridge.exceptions import (
     ConfigurationError,
     NotFoundError,
+    PermanentError,
     SignatureError,
     TransientError,
     UpstreamAuthError,
@@ -68,6 +75,7 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 DEFAULT_RATE_LIMIT = 300
 DEFAULT_POLL_BATCH = 20
 TEXT_LIMIT = 4000  # Open messaging text limit shown to agents ("Open API: 4000" characters)
+TEXT_UNIT = "utf16"  # counted so that a part fits however Genesys counts characters
 TOKEN_RENEW_MARGIN = 300.0  # renew a token this many seconds (at most half its life) before expiry
 RATE_WAIT_SECONDS = 2.0  # wait this long for a free slot, else retry later
 ENDED_STATES = frozenset({"disconnected", "terminated"})
@@ -193,7 +201,17 @@ def conversation_ended(conversation: Mapping[str, Any]) -> bool:
 class GenesysConnector(Connector):
     kind = "genesys"
     label = "Genesys Cloud (Open Messaging)"
-    capabilities = Capabilities(webhook=True, poll=False, attachments=True, typing=True, always_poll=True)
+    # Open Messaging takes at most 4,000 characters a text; counted as UTF-16 code units, which is
+    # within the limit however Genesys counts (an emoji is one character but two code units).
+    capabilities = Capabilities(
+        webhook=True,
+        poll=False,
+        attachments=True,
+        typing=True,
+        always_poll=True,
+        text_limit=TEXT_LIMIT,
+        text_unit=TEXT_UNIT,
+    )
     config_fields = (
         Field("region", "Your Genesys Cloud region's domain, e.g. mypurecloud.com or mypurecloud.de"),
         Field("base_url", "API host instead of https://api.<region> (tests, proxies)", kind="url"),
@@ -230,6 +248,25 @@ class GenesysConnector(Connector):
         if config.get("mode") == "poll":
             problems.append("config: genesys agent replies arrive by webhook only; use mode 'webhook'")
         return problems
+
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        # The interaction details page of Genesys Cloud's web app (apps.<region>), which needs the
+        # Genesys conversation id: known once Genesys has answered the first inbound message. Config
+        # `app_url` overrides the host. Reference: https://help.mypurecloud.com/articles/view-interactions-details/
+        conversation = str((ref.data or {}).get("conversation_id") or "")
+        if not conversation:
+            return None
+        app = str(config.get("app_url") or "").rstrip("/")
+        if not app:
+            region = str(config.get("region") or "").strip().strip("/")
+            region = region.removeprefix("https://").removeprefix("api.").removeprefix("login.")
+            if not region and config.get("base_url"):
+                region = str(config["base_url"]).rstrip("/").removeprefix("https://").removeprefix("api.")
+            if not region:
+                return None
+            app = f"https://apps.{region}"
+        return f"{app}/directory/#/analytics/interactions/{quote(conversation, safe='')}/admin"
 
     # --- plumbing -----------------------------------------------------------------------------------
     @property
@@ -342,7 +379,14 @@ class GenesysConnector(Connector):
         }
         if attributes:
             channel["metadata"] = {"customAttributes": dict(attributes)}
-        body = {"channel": channel, "text": text[:TEXT_LIMIT]}
+        if media.measure(text, TEXT_UNIT) > TEXT_LIMIT:
+            # Never cut: the bridge splits texts before they get here, so this is a bug to see.
+            raise PermanentError(
+                f"{self._service}: a text of {media.measure(text, TEXT_UNIT)} UTF-16 units is over "
+                f"Genesys' {TEXT_LIMIT}; it was not sent rather than cut",
+                service=self._service,
+            )
+        body = {"channel": channel, "text": text}
         # Reference: https://developer.genesys.cloud/commdigital/digital/openmessaging/inboundMessages
         path = f"/api/v2/conversations/messages/{quote(self.integration_id)}/inbound/open/message"
         data = self._call("POST", path, body)
@@ -381,25 +425,26 @@ class GenesysConnector(Connector):
         if not ctx.history:
             return [(f"handover:{ctx.handover_id}", datetime.now(UTC), "The customer asks for an agent.")]
         if self.config.get("history") == "messages":
-            return [
-                (
-                    m.id,
-                    m.created_at,
-                    media.render_text(m.content_type, m.content)
-                    if m.direction == Direction.INBOUND
-                    else f"{self._who(m, '')}: {media.render_text(m.content_type, m.content)}",
-                )
-                for m in ctx.history
-            ]
+            found: list[tuple[str, datetime, str]] = []
+            for m in ctx.history:
+                text = media.render_text(m.content_type, m.content)
+                if m.direction != Direction.INBOUND:
+                    text = f"{self._who(m, '')}: {text}"
+                pieces = media.split_text(text, TEXT_LIMIT, TEXT_UNIT)
+                found += [
+                    (m.id if n == 0 else f"{m.id}:{n + 1}", m.created_at, piece)
+                    for n, piece in enumerate(pieces)
+                ]
+            return found
         customer = ctx.customer.display_name or "Customer"
         lines = [f"Conversation with the bot before the handover ({ctx.channel}):"]
         lines += [self._line(m, customer) for m in ctx.history]
         parts: list[str] = []
         for line in lines:
-            if parts and len(parts[-1]) + 1 + len(line) <= TEXT_LIMIT:
+            if parts and media.measure(parts[-1] + "\n" + line, TEXT_UNIT) <= TEXT_LIMIT:
                 parts[-1] += "\n" + line
             else:
-                parts.extend(line[i : i + TEXT_LIMIT] for i in range(0, len(line), TEXT_LIMIT))
+                parts.extend(media.split_text(line, TEXT_LIMIT, TEXT_UNIT))
         when = ctx.history[-1].created_at
         return [(f"transcript:{ctx.handover_id}:{n}", when, text) for n, text in enumerate(parts)]
 
@@ -576,6 +621,8 @@ class GenesysConnector(Connector):
                         content=content,
                         agent_id=agent_id,
                         agent_name=agent_name,
+                        # Genesys gives no sequence; its time of the message orders the replies.
+                        sent_at=vendor_time((data.get("channel") or {}).get("time")),
                     ),
                     raw=data,
                     original_type=str(data.get("type")),

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bridge import http
-from bridge.connectors.base import Capabilities, Connector, Field
+from bridge.connectors.base import Capabilities, Connector, Field, vendor_sequence, vendor_time
 from bridge.exceptions import ConfigurationError, PermanentError, UpstreamError, WebhookError
 from bridge.media import render_text
 from bridge.types import (
@@ -36,6 +36,7 @@ from bridge.types import (
 
 DEFAULT_CLOSED_STATUSES = ("resolved", "rejected")
 PAGE_SIZE = 100  # REST2's largest page
+MAX_PAGES_PER_POLL = 20  # a guard; the cursor keeps the place, so the rest follows next cycle
 MEDIA_TYPES = {"IMAGE", "DOCUMENT", "VIDEO", "AUDIO", "FILE"}
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 NOBODY = {"", "nobody", "6"}  # RT's "no owner" user (id 6 in a standard install)
@@ -155,6 +156,14 @@ class RtConnector(Connector):
         elif self.credentials.get("username"):
             self.session.auth = (str(self.credentials["username"]), str(self.credentials.get("password", "")))
         self.requests_made = 0  # HTTP requests sent by this instance (the poll-cost figure)
+
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        # RT's ticket display page. Reference: https://docs.bestpractical.com/rt/5.0.7/
+        base = str(config.get("base_url") or "").rstrip("/")
+        if not base or not str(ref.interaction_id).isdigit():
+            return None
+        return f"{base}/Ticket/Display.html?id={ref.interaction_id}"
 
     # --- plumbing ----------------------------------------------------------------------------------
     @property
@@ -326,25 +335,7 @@ class RtConnector(Connector):
             )
         if not tickets:
             return PollResult(events=[], cursor=cursor)
-        closed = " OR ".join(f"NewValue = '{s}'" for s in self.closed_statuses)
-        query = (
-            f"ObjectType = 'RT::Ticket' AND TicketQueue = '{self.queue}' AND id > {int(cursor)} AND "
-            f"(Type = 'Correspond' OR (Type = 'Set' AND Field = 'Owner') OR (Type = 'Status' AND ({closed})))"
-        )
-        # Reference: https://docs.bestpractical.com/rt/5.0.3/RT/REST2.html#Transactions (TransactionSQL)
-        page = self._call(
-            "POST",
-            "/transactions",
-            params={
-                "fields": "Type,Creator,ObjectId,Field,NewValue,Created",
-                "fields[Creator]": "Name,RealName",
-                "orderby": "id",
-                "order": "ASC",
-                "per_page": PAGE_SIZE,
-            },
-            data={"query": query},
-        )
-        items = (page or {}).get("items") or []
+        items = self._transactions_after(int(cursor))
         if not items:
             return PollResult(events=[], cursor=cursor)
         own = {str(ref.data.get("bridge_user") or "") for ref in open_interactions} - {""}
@@ -361,6 +352,37 @@ class RtConnector(Connector):
         contents = self._contents([item["id"] for item in wanted if item.get("Type") == "Correspond"])
         events = [e for item in wanted if (e := self._event(item, contents)) is not None]
         return PollResult(events=events, cursor=str(max(int(item["id"]) for item in items)))
+
+    def _transactions_after(self, after: int) -> list[dict[str, Any]]:
+        """The queue's agent correspondence, owner changes and closing status changes with an id
+        above `after`, oldest first: page after page (each search continues after the last id of
+        the one before), so one busy cycle never leaves transactions behind for a later decision."""
+        closed = " OR ".join(f"NewValue = '{s}'" for s in self.closed_statuses)
+        found: list[dict[str, Any]] = []
+        for _ in range(MAX_PAGES_PER_POLL):
+            query = (
+                f"ObjectType = 'RT::Ticket' AND TicketQueue = '{self.queue}' AND id > {after} AND "
+                f"(Type = 'Correspond' OR (Type = 'Set' AND Field = 'Owner') OR (Type = 'Status' AND ({closed})))"
+            )
+            # Reference: https://docs.bestpractical.com/rt/5.0.3/RT/REST2.html#Transactions (TransactionSQL)
+            page = self._call(
+                "POST",
+                "/transactions",
+                params={
+                    "fields": "Type,Creator,ObjectId,Field,NewValue,Created",
+                    "fields[Creator]": "Name,RealName",
+                    "orderby": "id",
+                    "order": "ASC",
+                    "per_page": PAGE_SIZE,
+                },
+                data={"query": query},
+            )
+            items = [i for i in (page or {}).get("items") or [] if isinstance(i, dict) and i.get("id")]
+            found += items
+            if len(items) < PAGE_SIZE:
+                break
+            after = max(int(item["id"]) for item in items)
+        return found
 
     @staticmethod
     def _creator(item: dict[str, Any]) -> str:
@@ -441,6 +463,9 @@ class RtConnector(Connector):
                     content={"text": text},
                     agent_id=str(creator.get("Name") or creator.get("id") or "") or None,
                     agent_name=creator.get("RealName") or creator.get("Name") or None,
+                    # RT's transaction ids grow with every change to any ticket.
+                    sent_at=vendor_time(item.get("Created")),
+                    sequence=vendor_sequence(txn),
                 ),
                 raw=raw,
                 original_type="Correspond",

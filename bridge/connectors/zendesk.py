@@ -24,7 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import http, ratelimit
-from bridge.connectors.base import Capabilities, Connector, Field, load_webhook_json
+from bridge.connectors.base import (
+    Capabilities,
+    Connector,
+    Field,
+    load_webhook_json,
+    vendor_sequence,
+    vendor_time,
+)
 from bridge.exceptions import (
     ConfigurationError,
     SignatureError,
@@ -57,6 +64,22 @@ CLOSED_STATUSES = {"solved", "closed"}
 DEFAULT_REQUESTS_PER_MINUTE = 200
 PRIORITIES = {"LOW": "low", "NORMAL": "normal", "HIGH": "high", "URGENT": "urgent"}
 EMAIL_CHANNELS = {"EMAIL"}
+COMMENTS_PER_PAGE = 100  # List Comments' largest page
+MAX_COMMENT_PAGES = 60  # a ticket holds at most 5,000 comments (50 pages); a guard against a loop
+
+
+def _position(value: Any) -> dict[str, int]:
+    """A ticket's place in the poll cursor: {"after": comment id, "page": n}; an older cursor kept
+    only the comment id."""
+    if isinstance(value, dict):
+        try:
+            return {"after": int(value.get("after") or 0), "page": max(1, int(value.get("page") or 1))}
+        except (TypeError, ValueError):
+            return {"after": 0, "page": 1}
+    try:
+        return {"after": int(value or 0), "page": 1}
+    except (TypeError, ValueError):
+        return {"after": 0, "page": 1}
 
 
 def _tag(value: str) -> str:
@@ -115,7 +138,18 @@ def _comment_content(comment: dict[str, Any]) -> dict[str, Any]:
 class ZendeskConnector(Connector):
     kind = "zendesk"
     label = "Zendesk Support"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=False, typing=False, tags=True)
+    # A comment body is limited in size (about 65,000 characters "depending on encoding"): counted
+    # in UTF-8 bytes with room to spare.
+    # Reference: https://support.zendesk.com/hc/en-us/community/posts/4719863289498-Commets-size
+    capabilities = Capabilities(
+        webhook=True,
+        poll=True,
+        attachments=False,
+        typing=False,
+        tags=True,
+        text_limit=64000,
+        text_unit="bytes",
+    )
     config_fields = (
         Field("subdomain", "Your Zendesk subdomain, e.g. acme for acme.zendesk.com (or set base_url)"),
         Field("base_url", "Overrides https://<subdomain>.zendesk.com", kind="url"),
@@ -174,6 +208,16 @@ class ZendeskConnector(Connector):
         elif self.credentials.get("email") and self.credentials.get("api_token"):
             # Reference: https://developer.zendesk.com/api-reference/introduction/security-and-auth/
             self.session.auth = (f"{self.credentials['email']}/token", str(self.credentials["api_token"]))
+
+    @classmethod
+    def default_interaction_url(cls, config: Mapping[str, Any], ref: InteractionRef) -> str | None:
+        # The agent workspace's ticket page. Reference: https://support.zendesk.com/hc/en-us/articles/4408886165402
+        base = str(config.get("base_url") or "").rstrip("/")
+        if not base and config.get("subdomain"):
+            base = f"https://{config['subdomain']}.zendesk.com"
+        if not base or not str(ref.interaction_id).isdigit():
+            return None
+        return f"{base}/agent/tickets/{ref.interaction_id}"
 
     # --- plumbing -----------------------------------------------------------------------------------
     @property
@@ -299,7 +343,7 @@ class ZendeskConnector(Connector):
             raise self._no_id("POST /api/v2/tickets")
         return OpenResult(interaction_id=str(ticket_id), data={"requester_id": requester_id})
 
-    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
         requester_id = (ref.data or {}).get("requester_id")
         if not requester_id:
             raise ConfigurationError(f"handover {ref.handover_id}: the ticket's requester id is not known")
@@ -309,7 +353,17 @@ class ZendeskConnector(Connector):
             "public": True,
         }
         # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
-        self._call("PUT", f"/api/v2/tickets/{int(ref.interaction_id)}", {"ticket": {"comment": comment}})
+        data = self._call(
+            "PUT", f"/api/v2/tickets/{int(ref.interaction_id)}", {"ticket": {"comment": comment}}
+        )
+        # The answer's audit lists what the update created; its Comment event's id is the comment's.
+        events = ((data or {}).get("audit") or {}).get("events") if isinstance(data, dict) else None
+        ids = [
+            str(e["id"])
+            for e in events or []
+            if isinstance(e, dict) and e.get("type") == "Comment" and e.get("id")
+        ]
+        return ids or None
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {
@@ -388,6 +442,9 @@ class ZendeskConnector(Connector):
                         content=_comment_content(comment),
                         agent_id=str(author["id"]) if author.get("id") is not None else None,
                         agent_name=author.get("name"),
+                        # The event's time, then the comment id (Zendesk's ids grow).
+                        sent_at=vendor_time(comment.get("created_at") or data.get("time")),
+                        sequence=vendor_sequence(comment.get("id")),
                     ),
                     raw=data,
                     original_type=kind,
@@ -421,11 +478,17 @@ class ZendeskConnector(Connector):
 
     # --- polling ------------------------------------------------------------------------------------
     def poll(self, cursor: str, open_interactions: list[InteractionRef]) -> PollResult:
-        """Each open ticket's comments after the last one seen (cursor: {ticket id: comment id}),
-        and a close for tickets that are solved. Tickets are read in one show_many call."""
+        """Each open ticket's comments after the last one seen, every page of them, and a close for
+        tickets that are solved. Tickets are read in one show_many call per 100.
+
+        Cursor: {ticket id: {"after": last comment id seen, "page": the List Comments page it is
+        on}}; comments are only ever appended (oldest first), so the next poll starts at that page
+        instead of reading the ticket's whole history again."""
         try:
-            seen: dict[str, int] = json.loads(cursor) if cursor else {}
+            seen: dict[str, Any] = json.loads(cursor) if cursor else {}
         except ValueError:
+            seen = {}
+        if not isinstance(seen, dict):
             seen = {}
         refs = {ref.interaction_id: ref for ref in open_interactions if ref.interaction_id}
         events: list[CcaasEvent] = []
@@ -438,16 +501,17 @@ class ZendeskConnector(Connector):
             )
             for ticket in (data or {}).get("tickets") or []:
                 statuses[str(ticket.get("id"))] = str(ticket.get("status") or "").lower()
+        positions: dict[str, dict[str, int]] = {}
         for ticket_id in ids:
             ref = refs[ticket_id]
-            last = int(seen.get(ticket_id, 0))
-            # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_comments/#list-comments
-            data = self._call("GET", f"/api/v2/tickets/{ticket_id}/comments", params={"sort_order": "asc"})
-            for comment in (data or {}).get("comments") or []:
+            position = _position(seen.get(ticket_id))
+            last = position["after"]
+            for page, comment in self._comments(ticket_id, position["page"]):
                 comment_id = int(comment.get("id") or 0)
                 if comment_id <= last:
                     continue
                 last = comment_id
+                position["page"] = page
                 if not self._is_agent_reply(
                     is_public=comment.get("public"),
                     author_id=comment.get("author_id"),
@@ -470,12 +534,14 @@ class ZendeskConnector(Connector):
                             content_type="TEXT",
                             content=content,
                             agent_id=str(comment.get("author_id")),
+                            sent_at=vendor_time(comment.get("created_at")),
+                            sequence=comment_id,
                         ),
                         raw=comment,
                         original_type="comment",
                     )
                 )
-            seen[ticket_id] = last
+            positions[ticket_id] = {"after": last, "page": position["page"]}
             if statuses.get(ticket_id) in CLOSED_STATUSES:
                 events.append(
                     CcaasEvent(
@@ -487,7 +553,29 @@ class ZendeskConnector(Connector):
                     )
                 )
         # Tickets no longer open drop out of the cursor, so it stays small.
-        return PollResult(events=events, cursor=json.dumps({k: v for k, v in seen.items() if k in refs}))
+        return PollResult(events=events, cursor=json.dumps(positions, sort_keys=True))
+
+    def _comments(self, ticket_id: str, first_page: int):
+        """(page number, comment) of a ticket's comments, oldest first, from `first_page` to the last
+        page: List Comments answers at most 100 a page and says `next_page` (offset pagination) or
+        `meta.has_more` (cursor pagination) while there are more."""
+        page = max(1, first_page)
+        while True:
+            # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_comments/#list-comments
+            # Reference: https://developer.zendesk.com/api-reference/introduction/pagination/
+            data = self._call(
+                "GET",
+                f"/api/v2/tickets/{ticket_id}/comments",
+                params={"sort_order": "asc", "page": page, "per_page": COMMENTS_PER_PAGE},
+            )
+            data = data if isinstance(data, dict) else {}
+            comments = [c for c in data.get("comments") or [] if isinstance(c, dict)]
+            for comment in comments:
+                yield page, comment
+            more = bool(data.get("next_page")) or bool((data.get("meta") or {}).get("has_more"))
+            if not more or not comments or page >= MAX_COMMENT_PAGES:
+                return
+            page += 1
 
     def check_connection(self) -> str:
         # Reference: https://developer.zendesk.com/api-reference/ticketing/users/users/#show-the-currently-authenticated-user

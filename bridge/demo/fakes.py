@@ -1,7 +1,7 @@
 """Simulated Infobip and generic contact-center servers on loopback.
 
 `bridge_demo` runs a whole handover against them with no account anywhere, and the end-to-end and
-fault tests use them as real HTTP peers. They answer as Infobip's spec and CONTRACT.md §4 describe,
+fault tests use them as real HTTP peers. They answer as Infobip's spec and docs/protocol.md describe,
 record every request, and can be told to fail (status, Retry-After, connection reset, hang).
 """
 
@@ -232,6 +232,14 @@ class FakeInfobip(FakeServer):
         self.route("GET", r"/ccaas/1/tags", self._get_tags)
         self.route("POST", r"/ccaas/1/tags", self._create_tag)
         self.route("PUT", r"/ccaas/1/account/configuration", self._account_config)
+        self.route("DELETE", conv + "/assignee", self._unassign)
+        self.bots: dict[str, dict[str, Any]] = {}
+        self.all_bot_ids: set[str] = set()  # every bot id ever created here (deleted ones included)
+        self.route("GET", r"/ccaas/1/bots", self._list_bots)
+        self.route("POST", r"/ccaas/1/bots", self._create_bot)
+        self.route("GET", r"/ccaas/1/bots/([^/]+)", self._get_bot)
+        self.route("PUT", r"/ccaas/1/bots/([^/]+)", self._update_bot)
+        self.route("DELETE", r"/ccaas/1/bots/([^/]+)", self._delete_bot)
 
     # --- test and demo helpers ---------------------------------------------------------------------
     def add_conversation(
@@ -243,6 +251,7 @@ class FakeInfobip(FakeServer):
         tags: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
         status: str = "OPEN",
+        sender: str | None = None,
     ) -> str:
         conversation_id = conversation_id or uuid.uuid4().hex.upper()
         with self.lock:
@@ -257,6 +266,8 @@ class FakeInfobip(FakeServer):
                 "channel": channel,
                 "agentId": None,
                 "routed": False,
+                "sender": sender or self.SENDER,
+                "queueId": None,
             }
             self.account_tags.update(tags or [])
         return conversation_id
@@ -278,8 +289,8 @@ class FakeInfobip(FakeServer):
         item = {
             "id": message_id or uuid.uuid4().hex.upper(),
             "channel": conv["channel"],
-            "from": conv["customer"] if inbound else self.SENDER,
-            "to": self.SENDER if inbound else conv["customer"],
+            "from": conv["customer"] if inbound else conv["sender"],
+            "to": conv["sender"] if inbound else conv["customer"],
             "direction": direction,
             "conversationId": conversation_id,
             "createdAt": created_at or now_iso(),
@@ -291,7 +302,7 @@ class FakeInfobip(FakeServer):
         if inbound:
             item["singleSendMessage"] = {
                 "from": {"phoneNumber": conv["customer"], "type": "PHONE_NUMBER"},
-                "to": {"phoneNumber": self.SENDER, "type": "PHONE_NUMBER"},
+                "to": {"phoneNumber": conv["sender"], "type": "PHONE_NUMBER"},
                 "content": {"text": text, "type": "TEXT"},
                 "channel": conv["channel"],
                 "direction": "INBOUND",
@@ -307,6 +318,47 @@ class FakeInfobip(FakeServer):
         if self.webhook_url:
             requests.post(self.webhook_url, json=item, timeout=10)
         return item
+
+    def customer_writes_to(
+        self, destination: str, text: str, *, customer: str = "447700900123", channel: str = "WHATSAPP"
+    ) -> tuple[dict[str, Any], requests.Response | None]:
+        """A customer writes to a business number, as external bots see it: the customer's open
+        conversation on that number (a new one if none), the message stored, and, while an enabled
+        bot serves the number and no one else holds the conversation, POSTed to the bot's webhook
+        with its static headers; a new conversation is assigned to the bot. A disabled or deleted
+        bot's conversation is re-routed instead, on this message. Returns (message, bot's answer)."""
+        with self.lock:
+            conv = next(
+                (
+                    c
+                    for c in self.conversations.values()
+                    if c["customer"] == customer
+                    and c["sender"] == destination
+                    and c["channel"] == channel
+                    and c["status"] != "CLOSED"
+                ),
+                None,
+            )
+        if conv is None:
+            conv = self._conv(self.add_conversation(customer=customer, channel=channel, sender=destination))
+        item = self.message(conv["id"], text)
+        bot = next(
+            (b for b in self.bots.values() if b["destination"] == destination and b["channel"] == channel),
+            None,
+        )
+        with self.lock:
+            held_by_bot = conv["agentId"] is not None and conv["agentId"] in self.all_bot_ids
+            if bot is None or not bot.get("enabled", True):
+                if held_by_bot:  # "its open conversations are re-routed on the next inbound message"
+                    conv["agentId"], conv["routed"] = None, True
+                return item, None
+            if conv["agentId"] is None and not conv["routed"]:
+                conv["agentId"] = bot["id"]
+            if conv["agentId"] != bot["id"]:
+                return item, None
+        headers = {**(bot.get("webhookHeaders") or {}), **(bot.get("webhookEventHeaders") or {})}
+        answer = requests.post(bot["webhookUrl"], json=item, headers=headers, timeout=10)
+        return item, answer
 
     def sent_to_customer(self, conversation_id: str) -> list[dict[str, Any]]:
         """Messages the bridge created (Create Message), in the order Infobip accepted them."""
@@ -342,10 +394,9 @@ class FakeInfobip(FakeServer):
         }
 
     def _public(self, conv: dict[str, Any]) -> dict[str, Any]:
-        return {k: conv[k] for k in ("id", "status", "priority", "agentId")} | {
+        return {k: conv[k] for k in ("id", "status", "priority", "agentId", "queueId")} | {
             "topic": None,
             "summary": None,
-            "queueId": None,
             "createdAt": now_iso(),
             "updatedAt": now_iso(),
             "closedAt": None,
@@ -366,6 +417,7 @@ class FakeInfobip(FakeServer):
         body = req.json or {}
         with self.lock:
             conv["status"] = body.get("status", conv["status"])
+            conv["queueId"] = body.get("queueId", conv["queueId"])
         return 200, self._public(conv)
 
     def _get_messages(self, req: Recorded, cid: str) -> tuple[int, Any]:
@@ -418,12 +470,12 @@ class FakeInfobip(FakeServer):
                     }
                 }
             }
-        if conv["agentId"] and not req.headers.get("x-agent-id"):
+        if conv["agentId"] and req.headers.get("x-agent-id") != conv["agentId"]:
             return 400, {
                 "requestError": {
                     "serviceException": {
                         "messageId": "BAD_REQUEST",
-                        "text": "x-agent-id is required for assigned conversations",
+                        "text": "x-agent-id must be the assigned agent (or bot) of the conversation",
                     }
                 }
             }
@@ -485,13 +537,89 @@ class FakeInfobip(FakeServer):
         conv["agentId"] = (req.json or {}).get("agentId")
         return 200, self._public(conv)
 
+    def _unassign(self, req: Recorded, cid: str) -> tuple[int, Any]:
+        conv = self._conv(cid)
+        conv["agentId"] = None
+        return 200, self._public(conv)
+
+    # --- external bots -----------------------------------------------------------------------------
+    @staticmethod
+    def _bot_public(bot: dict[str, Any]) -> dict[str, Any]:
+        # Infobip shows a bot without its headers (Get bot / Get bots examples of the spec).
+        return {k: v for k, v in bot.items() if k not in ("webhookHeaders", "webhookEventHeaders")}
+
+    @staticmethod
+    def _bot_not_found(bot_id: str) -> tuple[int, Any]:
+        return 404, {
+            "requestError": {
+                "serviceException": {"messageId": "NOT_FOUND", "text": f"Invalid bot id given '{bot_id}'"}
+            }
+        }
+
+    @staticmethod
+    def _bad_bot(body: Any) -> tuple[int, Any] | None:
+        if not isinstance(body, dict) or any(
+            not body.get(k) for k in ("displayName", "destination", "channel")
+        ):
+            return 400, {
+                "requestError": {
+                    "serviceException": {
+                        "messageId": "BAD_REQUEST",
+                        "text": "Required request body is missing or not valid.",
+                    }
+                }
+            }
+        return None
+
+    def _list_bots(self, req: Recorded) -> tuple[int, Any]:
+        limit = int(req.query.get("limit", ["10"])[0])
+        page = int(req.query.get("page", ["0"])[0])
+        items = [self._bot_public(b) for b in sorted(self.bots.values(), key=lambda b: b["id"])]
+        chunk = items[page * limit : (page + 1) * limit]
+        return 200, {
+            "bots": chunk,
+            "pagination": {"totalItems": len(items), "page": page, "limit": limit, "orderBy": "id:ASC"},
+        }
+
+    def _create_bot(self, req: Recorded) -> tuple[int, Any]:
+        bad = self._bad_bot(req.json)
+        if bad:
+            return bad
+        bot = {"enabled": True, "sessionTimeoutInSec": 86400, **req.json, "id": uuid.uuid4().hex.upper()}
+        with self.lock:
+            self.bots[bot["id"]] = bot
+            self.all_bot_ids.add(bot["id"])
+        return 200, self._bot_public(bot)
+
+    def _get_bot(self, req: Recorded, bot_id: str) -> tuple[int, Any]:
+        if bot_id not in self.bots:
+            return self._bot_not_found(bot_id)
+        return 200, self._bot_public(self.bots[bot_id])
+
+    def _update_bot(self, req: Recorded, bot_id: str) -> tuple[int, Any]:
+        if bot_id not in self.bots:
+            return self._bot_not_found(bot_id)
+        bad = self._bad_bot(req.json)
+        if bad:
+            return bad
+        with self.lock:
+            self.bots[bot_id] = {"enabled": True, "sessionTimeoutInSec": 86400, **req.json, "id": bot_id}
+        return 200, self._bot_public(self.bots[bot_id])
+
+    def _delete_bot(self, req: Recorded, bot_id: str) -> tuple[int, Any]:
+        if bot_id not in self.bots:
+            return self._bot_not_found(bot_id)
+        with self.lock:
+            del self.bots[bot_id]
+        return 200, {}
+
     def _account_config(self, req: Recorded) -> tuple[int, Any]:
         self.webhook_url = (req.json or {}).get("webhookUrl", "")
         return 200, {"statusCode": "SUCCESS", "message": "Account configuration successfully updated."}
 
 
 class FakeGenericCcaas(FakeServer):
-    """A contact center speaking the generic protocol (CONTRACT.md §4), in webhook or poll mode."""
+    """A contact center speaking the generic protocol (docs/protocol.md), in webhook or poll mode."""
 
     name = "fake-ccaas"
 
@@ -506,6 +634,7 @@ class FakeGenericCcaas(FakeServer):
         self.by_key: dict[str, str] = {}
         self.received_keys: list[str] = []
         self.events: list[dict[str, Any]] = []
+        self.events_per_page = 50  # GET /events answers at most this many, with "hasMore"
         self.route("POST", r"/bridge/interactions", self._open)
         self.route("POST", r"/bridge/interactions/([^/]+)/messages", self._message)
         self.route("POST", r"/bridge/interactions/([^/]+)/close", self._close)
@@ -574,8 +703,9 @@ class FakeGenericCcaas(FakeServer):
         after = req.query.get("after", [None])[0]
         start = int(after) if after else 0
         with self.lock:
-            batch = self.events[start : start + 50]
-        return 200, {"events": batch, "cursor": str(start + len(batch))}
+            batch = self.events[start : start + self.events_per_page]
+            more = start + len(batch) < len(self.events)
+        return 200, {"events": batch, "cursor": str(start + len(batch)), "hasMore": more}
 
     # --- what agents do ----------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> requests.Response | None:

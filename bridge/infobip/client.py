@@ -28,6 +28,24 @@ PAGE_LIMIT = 999  # the spec's maximum page size for list operations
 CONTENT_TEXT_MAX = 4096
 
 
+def more_pages(data: Any, items: list, pages_read: int, asked: int) -> bool:
+    """Whether a list answer has pages after the `pages_read` already read. Infobip's Pagination
+    object gives `totalItems` and the `limit` it really used, which may be smaller than the one
+    asked for; a page shorter than that size is the last. Never decided from a partial window: a
+    full page without a total means read on."""
+    pagination = (data.get("pagination") if isinstance(data, dict) else None) or {}
+    if not items:
+        return False
+    try:
+        size = int(pagination.get("limit") or asked)
+    except (TypeError, ValueError):
+        size = asked
+    total = pagination.get("totalItems")
+    if isinstance(total, int):
+        return pages_read * size < total
+    return len(items) >= size
+
+
 def format_time(value: datetime) -> str:
     """Infobip's documented filter format: yyyy-MM-dd'T'HH:mm:ss.SSS+0000 (UTC)."""
     value = value.astimezone(UTC)
@@ -132,9 +150,8 @@ class InfobipClient:
             for item in items:
                 item.setdefault("conversationId", conversation_id)
                 yield parse_message(item)
-            total = (data.get("pagination") or {}).get("totalItems")
             page += 1
-            if len(items) < params["limit"] or (total is not None and page * params["limit"] >= total):
+            if not more_pages(data, items, page, params["limit"]):
                 return
 
     def get_messages(self, conversation_id: str, **kwargs: Any) -> list[InfobipMessage]:
@@ -182,7 +199,7 @@ class InfobipClient:
             items = data.get("tags") or []
             names.extend(item["name"] for item in items if item.get("name"))
             page += 1
-            if len(items) < PAGE_LIMIT:
+            if not more_pages(data, items, page, PAGE_LIMIT):
                 return names
 
     def create_tag(self, name: str) -> None:
@@ -217,6 +234,56 @@ class InfobipClient:
     def put_metadata(self, conversation_id: str, metadata: dict[str, Any]) -> None:
         # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/put-metadata
         self._call("PUT", f"{self._conv(conversation_id)}/metadata", json=metadata)
+
+    def unassign(self, conversation_id: str) -> dict[str, Any]:
+        # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/unassign-conversation
+        return self._json("DELETE", f"{self._conv(conversation_id)}/assignee")
+
+    def set_queue(self, conversation_id: str, queue_id: str) -> None:
+        # Reference: https://infobip.com/docs/api/customer-engagement/conversations/update-conversation
+        self._call("PATCH", self._conv(conversation_id), json={"queueId": queue_id})
+
+    # --- external bots ------------------------------------------------------------------------------
+    # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/get-bots (and
+    # setup-bot, get-bot, update-bot, delete-bot); the model is BotApiModel of the Conversations spec.
+    def list_bots(self) -> list[dict[str, Any]]:
+        bots: list[dict[str, Any]] = []
+        page = 0
+        while True:
+            data = self._json("GET", "/ccaas/1/bots", params={"limit": PAGE_LIMIT, "page": page})
+            items = data.get("bots") or []
+            bots.extend(items)
+            page += 1
+            if len(items) < PAGE_LIMIT:
+                return bots
+
+    def get_bot(self, bot_id: str) -> dict[str, Any] | None:
+        """The bot, or None when Infobip does not know it (it answers 400 NOT_FOUND or 404)."""
+        try:
+            return self._json("GET", f"/ccaas/1/bots/{quote(bot_id, safe='')}")
+        except NotFoundError:
+            return None
+        except PermanentError as exc:
+            if exc.status == 404 or (exc.status == 400 and "not_found" in exc.body.lower()):
+                return None
+            raise
+
+    def create_bot(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/ccaas/1/bots", json=body)
+
+    def update_bot(self, bot_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("PUT", f"/ccaas/1/bots/{quote(bot_id, safe='')}", json=body)
+
+    def delete_bot(self, bot_id: str) -> None:
+        """Delete the bot; Infobip re-routes its open conversations. An unknown bot is fine."""
+        try:
+            self._call("DELETE", f"/ccaas/1/bots/{quote(bot_id, safe='')}")
+        except NotFoundError:
+            return
+        except PermanentError as exc:
+            if exc.status == 404 or (exc.status == 400 and "not_found" in exc.body.lower()):
+                return
+            raise
 
     # --- account ----------------------------------------------------------------------------------
     def update_account_configuration(self, webhook_url: str) -> None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bridge', '0004_route_back_delivery_kind'),
+        ('bridge', '0006_infobip_bots'),
     ]
 
     operations = [
