@@ -27,15 +27,15 @@ from django.db import connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from bridge.causes import cause_of
 from bridge.exceptions import (
     BridgeError,
     ConfigurationError,
     PermanentError,
     TransientError,
     UpstreamAuthError,
-    UpstreamError,
 )
-from bridge.models import CcaasEndpoint, ConversationLink, Delivery
+from bridge.models import CcaasEndpoint, ConversationLink, Delivery, State
 
 logger = logging.getLogger(__name__)
 
@@ -242,16 +242,41 @@ def _succeeded(delivery: Delivery, note: str | None) -> None:
     from bridge import services
 
     now = timezone.now()
-    state = Delivery.Status.SKIPPED if note and note.startswith("skipped") else Delivery.Status.DONE
+    skipped = bool(note and note.startswith("skipped"))
+    state = Delivery.Status.SKIPPED if skipped else Delivery.Status.DONE
     with transaction.atomic():
-        if not _finish(delivery, state=state, done_at=now, failing_since=None, last_error=note or ""):
+        fields = {
+            "state": state,
+            "done_at": now,
+            "failing_since": None,
+            "last_error": note or "",
+            "cause": "",
+        }
+        if not _finish(delivery, **fields):
             return
-        _endpoint_health(delivery, None)
-        if delivery.attempts > 1:
-            delivery.link.note(
-                "delivered", f"{_label(delivery)} succeeded after {delivery.attempts} attempts"
-            )
+        link = delivery.link
+        if skipped:
+            # Nothing was sent: never counted or worded as delivered, and no evidence of health.
+            link.note("skipped", f"{_label(delivery)} not sent: {note.removeprefix('skipped:').strip()}")
+        else:
+            _endpoint_health(delivery, None)
+            if delivery.attempts > 1 or delivery.last_error:
+                tries = f"{delivery.attempts} attempt{'' if delivery.attempts == 1 else 's'}"
+                link.note(
+                    "delivered",
+                    f"{_label(delivery)} delivered after {tries}; the earlier error is cleared: "
+                    f"{delivery.last_error or 'see above'}",
+                )
+        if delivery.last_error:
+            clear_recovered_error(link.pk)
         services.after_delivery(delivery.link_id)
+
+
+def clear_recovered_error(link_id) -> None:
+    """A handover's last error goes once nothing of it is failing or dead any more."""
+    rest = Delivery.objects.filter(link_id=link_id)
+    if not (rest.failing().exists() or rest.dead().exists()):
+        ConversationLink.objects.filter(pk=link_id).exclude(state=State.FAILED).update(last_error="")
 
 
 def _failed(
@@ -266,7 +291,13 @@ def _failed(
     with transaction.atomic():
         if permanent or exhausted:
             why = "permanent error" if permanent else f"gave up after {delivery.attempts} attempts"
-            if not _finish(delivery, state=Delivery.Status.DEAD, done_at=now, last_error=f"{why}: {error}"):
+            if not _finish(
+                delivery,
+                state=Delivery.Status.DEAD,
+                done_at=now,
+                last_error=f"{why}: {error}",
+                cause=cause_of(exc),
+            ):
                 return
             logger.error("delivery %s of handover %s is dead (%s): %s", delivery.pk, link.pk, why, error)
             link.note("dead_letter", f"{_label(delivery)}: {why}: {error}")
@@ -284,6 +315,7 @@ def _failed(
                 next_attempt_at=now + timedelta(seconds=delay),
                 failing_since=delivery.failing_since or now,
                 last_error=error,
+                cause=cause_of(exc),
             ):
                 return
             logger.warning(
@@ -337,23 +369,14 @@ def _hold_lane_behind(dead: Delivery, error: str) -> None:
 
 
 def _endpoint_health(delivery: Delivery, exc: BaseException | None) -> None:
-    """Keep the endpoint's last success / last error current for contact-center calls."""
+    """Record the outcome of a contact-center call on its endpoint (CcaasEndpoint.record_*)."""
     if delivery.lane != Delivery.Lane.TO_CCAAS or delivery.link.endpoint_id is None:
         return
-    now = timezone.now()
-    endpoints = CcaasEndpoint.objects.filter(pk=delivery.link.endpoint_id)
+    endpoint = CcaasEndpoint(pk=delivery.link.endpoint_id)
     if exc is None:
-        # Every worker delivering to this contact center would otherwise write this one row per
-        # message, and on PostgreSQL queue up on its lock until commit: write only when it says
-        # something new (a recovery, or a last success older than a few seconds).
-        stale = Q(last_success_at__isnull=True) | Q(
-            last_success_at__lt=now - timedelta(seconds=HEALTH_WRITE_SECONDS)
-        )
-        endpoints.filter(stale | Q(auth_failed=True)).update(last_success_at=now, auth_failed=False)
-    elif isinstance(exc, UpstreamError | ConfigurationError):
-        endpoints.update(
-            last_error=str(exc)[:2000], last_error_at=now, auth_failed=isinstance(exc, UpstreamAuthError)
-        )
+        endpoint.record_success(throttle_seconds=HEALTH_WRITE_SECONDS)
+    else:
+        endpoint.record_failure(exc)
 
 
 def due_lanes(now=None) -> list[tuple[str, str]]:

@@ -21,10 +21,38 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 from django.utils import timezone
 
+from bridge.causes import Cause, touches_endpoint
+from bridge.exceptions import UpstreamAuthError
 from bridge.fields import RotatingEncryptedJSONField
+
+
+def stuck_cutoff(now=None):
+    """Older than this and still not active, closing, or failing: stuck (BRIDGE_STUCK_AFTER_SECONDS)."""
+    return (now or timezone.now()) - timedelta(seconds=settings.BRIDGE_STUCK_AFTER_SECONDS)
+
+
+def today_start(now=None):
+    now = timezone.localtime(now or timezone.now())
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class CcaasEndpointQuerySet(models.QuerySet):
+    """Endpoint health, from evidence only: the outcome of the last real call to the contact center.
+
+    Unhealthy: enabled, and the last call failed (`last_error` set) or the credentials were refused.
+    Healthy: enabled, a call succeeded, and none failed since. Anything else: no call made yet.
+    """
+
+    UNHEALTHY = Q(auth_failed=True) | ~Q(last_error="")
+
+    def unhealthy(self) -> CcaasEndpointQuerySet:
+        return self.filter(enabled=True).filter(self.UNHEALTHY)
+
+    def healthy(self) -> CcaasEndpointQuerySet:
+        return self.filter(enabled=True, last_success_at__isnull=False).exclude(self.UNHEALTHY)
 
 
 class CcaasEndpoint(models.Model):
@@ -60,6 +88,8 @@ class CcaasEndpoint(models.Model):
     poll_next_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CcaasEndpointQuerySet.as_manager()
 
     class Meta:
         verbose_name = "contact-center endpoint"
@@ -98,6 +128,50 @@ class CcaasEndpoint(models.Model):
     def webhook_url(self) -> str:
         return f"{settings.BRIDGE_PUBLIC_URL}/webhooks/ccaas/{self.slug}/"
 
+    # --- health: the only writers of last_success_at / last_error / auth_failed ---------------------
+    def record_success(self, *, now=None, throttle_seconds: float = 0) -> None:
+        """A real call to this contact center succeeded: healthy, errors cleared.
+
+        With `throttle_seconds`, a healthy endpoint's last success is rewritten at most that often
+        (many workers delivering to one contact center would otherwise all write this one row).
+        Call only after a call was made: a poll with nothing to ask, or a skipped delivery, is no
+        evidence and must not call this.
+        """
+        now = now or timezone.now()
+        stale = Q(last_success_at__isnull=True) | Q(
+            last_success_at__lt=now - timedelta(seconds=throttle_seconds)
+        )
+        CcaasEndpoint.objects.filter(pk=self.pk).filter(stale | CcaasEndpointQuerySet.UNHEALTHY).update(
+            last_success_at=now, auth_failed=False, last_error=""
+        )
+        self.last_success_at, self.auth_failed, self.last_error = now, False, ""
+
+    def record_failure(self, exc: BaseException, *, now=None) -> bool:
+        """A real call to this contact center failed (or its settings cannot work): unhealthy, with
+        the time and the error's operator-worded text. Errors that are Infobip's, not the contact
+        center's, are ignored. Returns whether anything was recorded."""
+        if not touches_endpoint(exc):
+            return False
+        now = now or timezone.now()
+        error = (str(exc) or type(exc).__name__)[:2000]
+        auth = isinstance(exc, UpstreamAuthError)
+        CcaasEndpoint.objects.filter(pk=self.pk).update(last_error=error, last_error_at=now, auth_failed=auth)
+        self.last_error, self.last_error_at, self.auth_failed = error, now, auth
+        return True
+
+    @property
+    def health(self) -> tuple[str, str]:
+        """(label, tone) for the console, by the same rules as CcaasEndpointQuerySet."""
+        if not self.enabled:
+            return "disabled", "muted"
+        if self.auth_failed:
+            return "credentials refused", "bad"
+        if self.last_error:
+            return "unhealthy", "bad"
+        if self.last_success_at:
+            return "healthy", "ok"
+        return "no call yet", "muted"
+
 
 class State(models.TextChoices):
     REQUESTED = "REQUESTED", "Requested"
@@ -112,28 +186,48 @@ PRIORITIES = ("LOW", "NORMAL", "HIGH", "URGENT")
 
 
 class ConversationLinkQuerySet(models.QuerySet):
+    """The handover predicates every reader uses: the console, /metrics, the commands, the alerts."""
+
     def open(self) -> ConversationLinkQuerySet:
         return self.filter(state__in=OPEN_STATES)
 
-    def stuck(self, now=None) -> ConversationLinkQuerySet:
-        """Not yet active too long after the escalation, or with a delivery failing too long."""
-        cutoff = (now or timezone.now()) - timedelta(seconds=settings.BRIDGE_STUCK_AFTER_SECONDS)
-        failing = Delivery.objects.filter(link=OuterRef("pk"), failing_since__lt=cutoff).exclude(
-            state__in=Delivery.TERMINAL_STATES
-        )
-        return self.filter(
+    @staticmethod
+    def stuck_condition(now=None) -> Q:
+        """Not yet active too long after the escalation, closing too long, or with a delivery being
+        retried for longer than BRIDGE_STUCK_AFTER_SECONDS (dead letters are counted on their own)."""
+        cutoff = stuck_cutoff(now)
+        failing = Delivery.objects.failing().filter(link=OuterRef("pk"), failing_since__lt=cutoff)
+        return (
             Q(state=State.REQUESTED, escalated_at__lt=cutoff)
             | Q(state=State.CLOSING, closing_at__lt=cutoff)
             | Q(state__in=OPEN_STATES) & Exists(failing)
         )
 
-    def delivery_failing(self) -> ConversationLinkQuerySet:
-        failing = (
-            Delivery.objects.filter(link=OuterRef("pk"), failing_since__isnull=False)
-            .exclude(state=Delivery.Status.DONE)
-            .exclude(state=Delivery.Status.SKIPPED)
+    def stuck(self, now=None) -> ConversationLinkQuerySet:
+        return self.filter(self.stuck_condition(now))
+
+    def with_stuck(self, now=None) -> ConversationLinkQuerySet:
+        """Annotate `stuck_now` (boolean) for lists that show the flag on every row."""
+        return self.annotate(
+            stuck_now=ExpressionWrapper(self.stuck_condition(now), output_field=BooleanField())
         )
-        return self.filter(Exists(failing))
+
+    def failing(self) -> ConversationLinkQuerySet:
+        """With a delivery being retried right now (not yet dead)."""
+        return self.filter(Exists(Delivery.objects.failing().filter(link=OuterRef("pk"))))
+
+    def with_dead_letters(self) -> ConversationLinkQuerySet:
+        return self.filter(Exists(Delivery.objects.dead().filter(link=OuterRef("pk"))))
+
+    def waiting_for_agent(self) -> ConversationLinkQuerySet:
+        """Open, and no agent has accepted the interaction or written in it yet."""
+        agent_wrote = Message.objects.filter(link=OuterRef("pk"), source=Message.Source.CCAAS)
+        return self.filter(state__in=(State.REQUESTED, State.ACTIVE), accepted_at__isnull=True).exclude(
+            Exists(agent_wrote)
+        )
+
+    def closed_since(self, when) -> ConversationLinkQuerySet:
+        return self.filter(closed_at__gte=when)
 
 
 class ConversationLink(models.Model):
@@ -209,6 +303,9 @@ class ConversationLink(models.Model):
         return self.state in OPEN_STATES
 
     def is_stuck(self, now=None) -> bool:
+        stuck = getattr(self, "stuck_now", None)
+        if stuck is not None and now is None:
+            return bool(stuck)
         return ConversationLink.objects.stuck(now).filter(pk=self.pk).exists()
 
     def note(self, kind: str, text: str = "", actor: str = "") -> HandoverEvent:
@@ -283,6 +380,38 @@ class Message(models.Model):
 LANE_ORDER = ("phase", "sort_at", "sort_seq", "id")
 
 
+class DeliveryQuerySet(models.QuerySet):
+    """The delivery predicates every reader uses (console, /metrics, alerts)."""
+
+    def failing(self) -> DeliveryQuerySet:
+        """Being retried right now: failed at least once, not yet delivered, skipped or dead."""
+        return self.filter(
+            failing_since__isnull=False, state__in=(Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT)
+        )
+
+    def dead(self) -> DeliveryQuerySet:
+        return self.filter(state=Delivery.Status.DEAD)
+
+    def waiting_customer(self) -> DeliveryQuerySet:
+        """What keeps a customer waiting for the contact center: their messages not yet delivered,
+        and opens not yet done (the customer wrote just before the escalation), whether queued,
+        behind a pending open, being retried or dead-lettered; on handovers that are open, or
+        failed and not handed back to Infobip's agents."""
+        routed_back = Delivery.objects.filter(
+            link=OuterRef("link"), kind=Delivery.Kind.ROUTE_BACK, state=Delivery.Status.DONE
+        )
+        return self.filter(
+            lane=Delivery.Lane.TO_CCAAS,
+            kind__in=(Delivery.Kind.OPEN, Delivery.Kind.MESSAGE),
+            state__in=(Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT, Delivery.Status.DEAD),
+            link__state__in=(*OPEN_STATES, State.FAILED),
+        ).exclude(Exists(routed_back))
+
+    def oldest_waiting_customer(self) -> Delivery | None:
+        """The delivery behind the customer who has waited longest (see waiting_customer), or None."""
+        return self.waiting_customer().select_related("message", "link").order_by("sort_at", "id").first()
+
+
 class Delivery(models.Model):
     """One call the bridge owes another system, with its retry state (the transactional outbox).
 
@@ -311,7 +440,7 @@ class Delivery(models.Model):
         PENDING = "PENDING", "Pending"
         IN_FLIGHT = "IN_FLIGHT", "In flight"
         DONE = "DONE", "Delivered"
-        SKIPPED = "SKIPPED", "Not needed"
+        SKIPPED = "SKIPPED", "Skipped (not sent)"
         DEAD = "DEAD", "Dead letter"
 
     TERMINAL_STATES = (Status.DONE, Status.SKIPPED, Status.DEAD)
@@ -339,9 +468,17 @@ class Delivery(models.Model):
     )
     failing_since = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    cause = models.CharField(
+        max_length=24,
+        choices=Cause.choices,
+        blank=True,
+        help_text="Why the last attempt failed, as an operator can act on it; empty once delivered.",
+    )
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     done_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "deliveries"

@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bridge import delivery as engine
-from bridge import handlers, reconcile, retention, services
+from bridge import handlers, http, reconcile, retention, services
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError
 from bridge.heartbeat import beat as beat_worker_heartbeat
@@ -74,34 +74,39 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
         settings.BRIDGE_LEASE_SECONDS,
         f"poll of {endpoint.slug}",
     ).start()
-    try:
-        connector = get_connector(endpoint)
-        refs = [
-            handlers.interaction_ref(link)
-            for link in endpoint.handovers.filter(state__in=["ACTIVE", "CLOSING"]).exclude(interaction_id="")
-        ]
-        result = connector.poll(endpoint.poll_cursor, refs)
-        ingested = services.ingest_events(endpoint, result.events, cursor=result.cursor)
-        CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
-            last_success_at=timezone.now(), poll_next_at=timezone.now() + timedelta(seconds=interval)
-        )
-        return ingested
-    except BridgeError as exc:
-        delay = (
-            max(interval, getattr(exc, "retry_after", None) or 0)
-            if isinstance(exc, TransientError)
-            else interval
-        )
-        logger.warning("poll of %s failed: %s", endpoint.slug, exc)
-        CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
-            last_error=str(exc)[:2000],
-            last_error_at=timezone.now(),
-            poll_next_at=timezone.now() + timedelta(seconds=delay),
-        )
-        return None
-    finally:
-        heartbeat.stop()
-        release_lease(name, token)
+    with http.count_calls() as calls:
+        try:
+            connector = get_connector(endpoint)
+            refs = [
+                handlers.interaction_ref(link)
+                for link in endpoint.handovers.filter(state__in=["ACTIVE", "CLOSING"]).exclude(
+                    interaction_id=""
+                )
+            ]
+            result = connector.poll(endpoint.poll_cursor, refs)
+            ingested = services.ingest_events(endpoint, result.events, cursor=result.cursor)
+            # Health only from evidence: a cycle with nothing to ask made no call and proves nothing.
+            if calls.sent:
+                endpoint.record_success()
+            CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
+                poll_next_at=timezone.now() + timedelta(seconds=interval)
+            )
+            return ingested
+        except BridgeError as exc:
+            delay = (
+                max(interval, getattr(exc, "retry_after", None) or 0)
+                if isinstance(exc, TransientError)
+                else interval
+            )
+            logger.warning("poll of %s failed: %s", endpoint.slug, exc)
+            endpoint.record_failure(exc)
+            CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
+                poll_next_at=timezone.now() + timedelta(seconds=delay)
+            )
+            return None
+        finally:
+            heartbeat.stop()
+            release_lease(name, token)
 
 
 def polls(endpoint: CcaasEndpoint) -> bool:

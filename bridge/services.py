@@ -19,6 +19,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from bridge import delivery as engine
+from bridge.causes import Cause
 from bridge.exceptions import BridgeError, NotFoundError
 from bridge.infobip.client import InfobipClient
 from bridge.models import (
@@ -446,31 +447,65 @@ def begin_close(
     close_ccaas: bool = True,
     close_infobip: bool = True,
 ) -> bool:
-    """Queue the close of both sides, behind everything still to deliver. False if already closing."""
+    """Queue the close of both sides, behind everything still to deliver. False if already closing
+    or closed. A handover whose interaction was never opened (waiting, or failed) has nothing to
+    carry or close on the contact center: its work there is skipped, never attempted again."""
     with transaction.atomic():
         link = ConversationLink.objects.select_for_update().get(pk=link.pk)
-        if link.state not in (State.REQUESTED, State.ACTIVE):
+        if link.state not in (State.REQUESTED, State.ACTIVE, State.FAILED):
             return False
         now = timezone.now()
-        if link.state == State.REQUESTED:
-            never_tried = Delivery.objects.filter(
-                link=link, kind=Delivery.Kind.OPEN, attempts=0, state=Delivery.Status.PENDING
+        gone = Delivery.objects.filter(link=link, cause=Cause.CONVERSATION_GONE).exists()
+        to_ccaas = Delivery.objects.filter(link=link, lane=Delivery.Lane.TO_CCAAS)
+        opening = to_ccaas.filter(kind=Delivery.Kind.OPEN, state=Delivery.Status.IN_FLIGHT).exists()
+        if link.state in (State.REQUESTED, State.FAILED) and not link.interaction_id and not opening:
+            skipped = to_ccaas.exclude(state__in=(Delivery.Status.DONE, Delivery.Status.SKIPPED)).update(
+                state=Delivery.Status.SKIPPED,
+                done_at=now,
+                cause="",
+                last_error="skipped: closed before the interaction was opened",
             )
-            if never_tried.exists():
-                # Nothing was opened on the contact center yet: there is nothing to carry or close there.
-                Delivery.objects.filter(link=link, lane=Delivery.Lane.TO_CCAAS).exclude(
-                    state__in=Delivery.TERMINAL_STATES
-                ).exclude(state=Delivery.Status.IN_FLIGHT).update(
-                    state=Delivery.Status.SKIPPED,
-                    done_at=now,
-                    last_error="skipped: closed before the interaction was opened",
+            if skipped:
+                link.note(
+                    "skipped",
+                    f"{deliveries_text(skipped)} to the contact center not sent: closed before the "
+                    "interaction was opened",
+                    actor=actor,
                 )
-                close_ccaas = False
+            close_ccaas = False
+        if link.state == State.FAILED:
+            others = (
+                ConversationLink.objects.open()
+                .filter(conversation_id=link.conversation_id)
+                .exclude(pk=link.pk)
+                .exists()
+            )
+            if gone or others:
+                # Infobip has no such conversation, or another handover owns it now: close here only.
+                Delivery.objects.filter(link=link, state=Delivery.Status.DEAD).update(
+                    state=Delivery.Status.SKIPPED, cause="", last_error="skipped: handover closed"
+                )
+                ConversationLink.objects.filter(pk=link.pk).update(
+                    state=State.CLOSED,
+                    closed_at=now,
+                    close_reason=reason.value,
+                    closed_by=actor[:150],
+                    last_error="",
+                )
+                why = "unknown or closed on Infobip" if gone else "another handover owns the conversation"
+                link.note(
+                    "closed", f"closed ({reason.value}); nothing to close on Infobip: {why}", actor=actor
+                )
+                return True
+            Delivery.objects.filter(link=link, state=Delivery.Status.DEAD).update(
+                state=Delivery.Status.SKIPPED, cause="", last_error="skipped: handover closed"
+            )
+            link.last_error = ""
         link.state = State.CLOSING
         link.closing_at = now
         link.close_reason = reason.value
         link.closed_by = actor[:150]
-        link.save(update_fields=["state", "closing_at", "close_reason", "closed_by"])
+        link.save(update_fields=["state", "closing_at", "close_reason", "closed_by", "last_error"])
         for wanted, kind, lane in (
             (close_ccaas, Delivery.Kind.CLOSE_CCAAS, Delivery.Lane.TO_CCAAS),
             (close_infobip, Delivery.Kind.CLOSE_INFOBIP, Delivery.Lane.TO_INFOBIP),
@@ -485,9 +520,15 @@ def begin_close(
     return True
 
 
-def close_handover(link: ConversationLink, *, actor: str, reason: CloseReason = CloseReason.OPERATOR) -> bool:
-    """Close a handover on both sides (operators, `bridge_close`, idle timeout)."""
-    return begin_close(link, reason, actor=actor)
+def close_handover(
+    link: ConversationLink, *, actor: str, reason: CloseReason = CloseReason.OPERATOR, note: str = ""
+) -> bool:
+    """Close a handover on both sides (operators, `bridge_close`, idle timeout); `note` is the
+    operator's reason, kept on the timeline. False when it is already closing or closed."""
+    with transaction.atomic():
+        if note and link.state in (State.REQUESTED, State.ACTIVE, State.FAILED):
+            link.note("operator_note", note, actor=actor)
+        return begin_close(link, reason, actor=actor)
 
 
 def find_handover(identifier: str) -> ConversationLink:
@@ -577,7 +618,27 @@ def retry_failed(link: ConversationLink, *, actor: str = "") -> int:
             )
         count = engine.retry_dead(Delivery.objects.filter(link=link))
         if count:
-            link.note("retry", f"{count} deliveries queued again", actor=actor)
+            link.note("retry", f"{deliveries_text(count)} queued again", actor=actor)
+    return count
+
+
+def deliveries_text(count: int) -> str:
+    return f"{count} {'delivery' if count == 1 else 'deliveries'}"
+
+
+def retry_deliveries(deliveries, *, actor: str = "") -> int:
+    """Re-drive chosen dead or waiting deliveries now, in their lanes' original order, noting it on
+    each handover's timeline. Returns how many were queued again."""
+    rows = list(
+        deliveries.filter(state__in=[Delivery.Status.DEAD, Delivery.Status.PENDING]).values_list(
+            "pk", "link_id"
+        )
+    )
+    with transaction.atomic():
+        count = engine.retry_dead(Delivery.objects.filter(pk__in=[pk for pk, _ in rows]))
+        for link in ConversationLink.objects.filter(pk__in={link_id for _, link_id in rows}):
+            mine = sum(1 for _, link_id in rows if link_id == link.pk)
+            link.note("retry", f"{deliveries_text(mine)} queued again", actor=actor)
     return count
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.admin.helpers import ActionForm
+from django.utils.html import escape
 
 from bridge.connectors import REGISTRY, connector_class
 from bridge.connectors.base import Field
@@ -21,8 +22,29 @@ def credential_key(kind: str, name: str) -> str:
     return f"cred__{kind}__{name}"
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON field that shows an empty box, not the literal `null`, when nothing is set."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
+def field_label(name: str, *, required: bool = False) -> str:
+    """ "base_url" -> "Base URL"; required fields say so."""
+    words = name.replace("_", " ").split()
+    known = {"url": "URL", "id": "ID", "api": "API", "json": "JSON", "hmac": "HMAC", "rt": "RT"}
+    label = " ".join(known.get(w.lower(), w) for w in words)
+    label = label[:1].upper() + label[1:]
+    return f"{label} (required)" if required else label
+
+
 def _form_field(spec: Field, *, secret: bool) -> forms.Field:
-    common: dict[str, Any] = {"required": False, "help_text": spec.help, "label": spec.name}
+    # Help texts are shown as HTML by the admin: escape them, so "<subdomain>" stays visible.
+    common: dict[str, Any] = {
+        "required": False,
+        "help_text": escape(spec.help),
+        "label": field_label(spec.name, required=spec.required),
+    }
     if secret:
         return forms.CharField(
             widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
@@ -34,7 +56,7 @@ def _form_field(spec: Field, *, secret: bool) -> forms.Field:
     if spec.kind == "int":
         return forms.IntegerField(**common)
     if spec.kind == "json":
-        return forms.JSONField(widget=forms.Textarea(attrs={"rows": 3}), **common)
+        return OptionalJSONField(widget=forms.Textarea(attrs={"rows": 3}), **common)
     if spec.kind == "choice":
         return forms.ChoiceField(choices=[("", "---------"), *[(c, c) for c in spec.choices]], **common)
     return forms.CharField(widget=forms.TextInput(attrs={"size": 60}), **common)
@@ -62,8 +84,6 @@ class EndpointForm(forms.ModelForm):
             for spec in cls.config_fields:
                 key = config_key(kind, spec.name)
                 self.fields[key] = _form_field(spec, secret=False)
-                if spec.required:
-                    self.fields[key].label = f"{spec.name} *"
                 if self.instance.pk and self.instance.kind == kind and spec.name in config:
                     self.initial[key] = config[spec.name]
                 elif spec.default is not None:
@@ -73,13 +93,13 @@ class EndpointForm(forms.ModelForm):
                 key = credential_key(kind, spec.name)
                 field = _form_field(spec, secret=True)
                 is_set = self.instance.pk and self.instance.kind == kind and stored.get(spec.name)
-                field.help_text = (
-                    f"{spec.help} — currently set; leave blank to keep it"
-                    if is_set
-                    else f"{spec.help} — not set"
-                ).lstrip(" —")
-                if spec.required:
-                    field.label = f"{spec.name} *"
+                field.help_text = escape(
+                    (
+                        f"{spec.help} — currently set; leave blank to keep it"
+                        if is_set
+                        else f"{spec.help} — not set"
+                    ).lstrip(" —")
+                )
                 self.fields[key] = field
                 names["credentials"].append(key)
             self.kind_fields[kind] = names
@@ -128,8 +148,12 @@ class EndpointForm(forms.ModelForm):
             if value:
                 credentials[spec.name] = value
         problems = cls.validate(config, credentials)
+        names = {spec.name: config_key(kind, spec.name) for spec in cls.config_fields}
+        names.update({spec.name: credential_key(kind, spec.name) for spec in cls.credential_fields})
         for problem in problems:
-            self.add_error(None, problem)
+            # "config: 'base_url' must be ..." is shown at the base_url field, not above the form.
+            field = next((key for name, key in names.items() if f"'{name}'" in problem), None)
+            self.add_error(field, problem.split(": ", 1)[-1] if field else problem)
         self.connector_config, self.connector_credentials = config, credentials
         return data
 
@@ -147,8 +171,8 @@ class CloseActionForm(ActionForm):
         required=False,
         max_length=500,
         label="Reason",
-        help_text="Why (kept in the handover's timeline and the admin log).",
-        widget=forms.TextInput(attrs={"placeholder": "reason (for Close)", "size": 30}),
+        help_text="Why (kept in the handover's timeline and the admin log); required for closing.",
+        widget=forms.TextInput(attrs={"placeholder": "reason (required to close)", "size": 26}),
     )
 
 
@@ -157,4 +181,8 @@ class ReasonForm(forms.Form):
 
 
 class ReopenForm(forms.Form):
-    endpoint = forms.ModelChoiceField(queryset=CcaasEndpoint.objects.filter(enabled=True))
+    endpoint = forms.ModelChoiceField(
+        queryset=CcaasEndpoint.objects.filter(enabled=True),
+        required=True,
+        help_text="The operator chooses the endpoint explicitly; there is no default.",
+    )

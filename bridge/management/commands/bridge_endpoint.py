@@ -7,6 +7,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from bridge import operations
 from bridge.connectors import REGISTRY, connector_class
 from bridge.exceptions import BridgeError
 from bridge.models import CcaasEndpoint
@@ -115,7 +116,7 @@ class Command(BaseCommand):
         if endpoint is None:
             raise CommandError(f"no endpoint {slug!r}")
         try:
-            answer = connector_class(endpoint.kind)(endpoint).check_connection()
-        except (BridgeError, NotImplementedError) as exc:
-            raise CommandError(f"{slug}: connection test failed: {exc}") from exc
+            answer = operations.test_connection(endpoint)
+        except BridgeError as exc:
+            raise CommandError(f"{slug}: {exc}") from exc
         self.stdout.write(f"{slug}: ok: {answer}")
