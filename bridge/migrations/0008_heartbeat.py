@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bridge', '0006_infobip_bots'),
+        ('bridge', '0007_delivery_cause'),
     ]
 
     operations = [
