@@ -40,6 +40,7 @@ from bridge.models import CcaasEndpoint, ConversationLink, Delivery, State
 logger = logging.getLogger(__name__)
 
 TERMINAL = Delivery.TERMINAL_STATES
+OPEN = Delivery.OPEN_DELIVERY_STATES
 # An endpoint's last success is written at most this often (see _endpoint_health).
 HEALTH_WRITE_SECONDS = 5
 # A lane the sweeper queued is not queued again for this long, unless its head changes.
@@ -154,6 +155,11 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return delay
 
 
+def open_lane(link_id, lane: str):
+    """The lane's open deliveries in the order they are worked (served by delivery_open_lane_idx)."""
+    return Delivery.objects.filter(link_id=link_id, lane=lane, state__in=OPEN).order_by(*Delivery.LANE_ORDER)
+
+
 def claim_next(link_id, lane: str) -> Delivery | None:
     """Lease the head of the lane if it is due and nothing else of the lane is in flight."""
     now = timezone.now()
@@ -161,11 +167,11 @@ def claim_next(link_id, lane: str) -> Delivery | None:
         link = ConversationLink.objects.select_for_update().filter(pk=link_id).first()
         if link is None:
             return None
-        open_items = Delivery.objects.filter(link=link).exclude(state__in=TERMINAL)
-        lane_items = open_items.filter(lane=lane)
+        open_items = Delivery.objects.filter(link=link, state__in=OPEN)
+        lane_items = open_lane(link_id, lane)
         if lane_items.filter(state=Delivery.Status.IN_FLIGHT, lease_until__gt=now).exists():
             return None
-        head = lane_items.order_by(*Delivery.LANE_ORDER).first()
+        head = lane_items.first()
         if head is None:
             return None
         if head.phase >= 2 and open_items.filter(phase__lt=2).exists():
@@ -356,10 +362,8 @@ def _tell_ccaas_undelivered(delivery_id: int, error: str) -> None:
 def _hold_lane_behind(dead: Delivery, error: str) -> None:
     """The contact center (or Infobip) stayed down past the schedule: dead-letter the rest of the
     lane with it, so a retry from the admin re-sends all of them in their original order."""
-    held = (
-        Delivery.objects.filter(link_id=dead.link_id, lane=dead.lane, kind=Delivery.Kind.MESSAGE)
-        .exclude(state__in=TERMINAL)
-        .exclude(state=Delivery.Status.IN_FLIGHT)
+    held = Delivery.objects.filter(
+        link_id=dead.link_id, lane=dead.lane, kind=Delivery.Kind.MESSAGE, state=Delivery.Status.PENDING
     )
     held.update(
         state=Delivery.Status.DEAD,
@@ -379,21 +383,22 @@ def _endpoint_health(delivery: Delivery, exc: BaseException | None) -> None:
         endpoint.record_failure(exc)
 
 
+def due_deliveries(now):
+    """What the sweeper looks at (served by delivery_pending_due_idx and delivery_lease_expiry_idx)."""
+    renudge = now - timedelta(seconds=min(RENUDGE_SECONDS, settings.BRIDGE_LEASE_SECONDS))
+    fresh_grace = now - timedelta(seconds=5)
+    return Delivery.objects.filter(
+        Q(state=Delivery.Status.PENDING, next_attempt_at__lte=now)
+        & (Q(attempts__gt=0) | Q(created_at__lt=fresh_grace))
+        | Q(state=Delivery.Status.IN_FLIGHT, lease_until__lte=now)
+    ).filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=renudge))
+
+
 def due_lanes(now=None) -> list[tuple[str, str]]:
     """Lanes with work a worker should pick up now: retries that came due, claims whose worker died,
     and fresh work whose queue message was lost. Marks them so the next tick does not repeat them."""
     now = now or timezone.now()
-    renudge = now - timedelta(seconds=min(RENUDGE_SECONDS, settings.BRIDGE_LEASE_SECONDS))
-    fresh_grace = now - timedelta(seconds=5)
-    candidates = (
-        Delivery.objects.filter(
-            Q(state=Delivery.Status.PENDING, next_attempt_at__lte=now)
-            & (Q(attempts__gt=0) | Q(created_at__lt=fresh_grace))
-            | Q(state=Delivery.Status.IN_FLIGHT, lease_until__lte=now)
-        )
-        .filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=renudge))
-        .values_list("pk", "link_id", "lane")[:5000]
-    )
+    candidates = due_deliveries(now).values_list("pk", "link_id", "lane")[:5000]
     lanes: dict[tuple[str, str], int] = {}
     for pk, link_id, lane in candidates:
         lanes.setdefault((str(link_id), lane), pk)
@@ -424,7 +429,7 @@ def retry_dead(deliveries) -> int:
 
 
 def lane_is_idle(link: ConversationLink) -> bool:
-    return not Delivery.objects.filter(link=link).exclude(state__in=TERMINAL).exists()
+    return not Delivery.objects.filter(link=link, state__in=OPEN).exists()
 
 
 def drain(*, rounds: int = 20) -> int:

@@ -444,6 +444,9 @@ class Delivery(models.Model):
         DEAD = "DEAD", "Dead letter"
 
     TERMINAL_STATES = (Status.DONE, Status.SKIPPED, Status.DEAD)
+    # Queries for work to do filter on exactly this, so the partial indexes below (over open
+    # deliveries only) serve them: their cost follows the work waiting, not the history kept.
+    OPEN_DELIVERY_STATES = (Status.PENDING, Status.IN_FLIGHT)
     LANE_ORDER = LANE_ORDER
     PHASES = {Kind.OPEN: 0, Kind.MESSAGE: 1, Kind.CLOSE_CCAAS: 2, Kind.CLOSE_INFOBIP: 2, Kind.ROUTE_BACK: 2}
 
@@ -489,6 +492,19 @@ class Delivery(models.Model):
             models.Index(fields=["state", "lease_until"]),
             models.Index(fields=["failing_since"]),
             models.Index(fields=["lane", "state", "sort_at"], name="delivery_lane_waiting_idx"),
+            # The next delivery of a lane (claims), and whether a handover has work left.
+            models.Index(
+                fields=["link", "lane", *LANE_ORDER],
+                condition=Q(state__in=("PENDING", "IN_FLIGHT")),
+                name="delivery_open_lane_idx",
+            ),
+            # The sweeper: retries that came due, claims whose lease ran out.
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(state="PENDING"), name="delivery_pending_due_idx"
+            ),
+            models.Index(
+                fields=["lease_until"], condition=Q(state="IN_FLIGHT"), name="delivery_lease_expiry_idx"
+            ),
         ]
 
     def __str__(self) -> str:
