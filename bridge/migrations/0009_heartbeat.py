@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bridge', '0007_delivery_cause'),
+        ('bridge', '0008_open_delivery_indexes'),
     ]
 
     operations = [
