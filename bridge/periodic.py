@@ -14,8 +14,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from bridge import alerts, handlers, http, reconcile, retention, services
 from bridge import delivery as engine
-from bridge import handlers, http, reconcile, retention, services
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError
 from bridge.heartbeat import beat as beat_worker_heartbeat
@@ -184,6 +184,10 @@ def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
             async_task("bridge.tasks.apply_retention", task_name="retention")
     result.stuck = services.flag_stuck()
     result.idle_closed = services.close_idle()
+    try:
+        alerts.run()
+    except Exception:  # alerts must never stop the ticker; failures are on the alert outbox
+        logger.exception("alert round failed")
     if inline:
         # idle closes and polls may have queued work of their own: carry it out too
         for link_id, lane in engine.due_lanes(timezone.now() + timedelta(seconds=5)):

@@ -269,6 +269,11 @@ BRIDGE_RETRY_MAX_SECONDS = _float("BRIDGE_RETRY_MAX_SECONDS", 3600)
 BRIDGE_RETRY_MAX_ATTEMPTS = _int("BRIDGE_RETRY_MAX_ATTEMPTS", 15)
 BRIDGE_POLL_INTERVAL_SECONDS = _float("BRIDGE_POLL_INTERVAL_SECONDS", 15)
 BRIDGE_STUCK_AFTER_SECONDS = _float("BRIDGE_STUCK_AFTER_SECONDS", 900)
+BRIDGE_ALERT_WAITING_SECONDS = _float("BRIDGE_ALERT_WAITING_SECONDS", 600)
+BRIDGE_ALERT_HEARTBEAT_SECONDS = _float("BRIDGE_ALERT_HEARTBEAT_SECONDS", 300)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="handover-bridge@localhost")
+# Alert e-mail: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587 (django-environ).
+globals().update(env.email_url("EMAIL_URL", default="consolemail://"))
 BRIDGE_IDLE_CLOSE_SECONDS = _float("BRIDGE_IDLE_CLOSE_SECONDS", 86400)
 # How long a claimed delivery stays leased to its worker. A heartbeat renews it every third of this
 # while the worker is still working, so it bounds how long a killed worker's delivery waits, not how

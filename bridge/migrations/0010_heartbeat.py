@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bridge', '0008_open_delivery_indexes'),
+        ('bridge', '0009_alerts'),
     ]
 
     operations = [
