@@ -35,6 +35,7 @@ from bridge.exceptions import (
     TransientError,
     UpstreamAuthError,
 )
+from bridge.logs import for_delivery
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery, State
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,7 @@ def drive_lane(link_id, lane: str, *, limit: int = 200) -> int:
     return done
 
 
+@for_delivery
 def run(delivery: Delivery, handler: Callable[[Delivery], str | None]) -> None:
     """Run one claimed delivery, its lease renewed while it runs, and record how it ended."""
     try:

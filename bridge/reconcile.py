@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from bridge import handlers, services
 from bridge.exceptions import BridgeError, ConversationClosedError, NotFoundError
+from bridge.logs import for_handover
 from bridge.models import ConversationLink, Delivery, Message, State
 from bridge.ratelimit import RateLimited
 from bridge.types import Direction
@@ -31,6 +32,7 @@ class Reconciled:
     rate_limited: bool = False
 
 
+@for_handover
 def reconcile_link(link: ConversationLink, client=None) -> int:
     """Record and forward the customer messages of one handover that never arrived by webhook."""
     if link.state != State.ACTIVE:

@@ -386,3 +386,24 @@ def test_routing_rules_can_choose_by_the_number_and_channel_a_bot_conversation_c
     delivery.drain()
     link = ConversationLink.objects.get(conversation_id=item["conversationId"])
     assert link.state == State.ACTIVE and link.endpoint.slug == "uk-desk"
+
+
+def test_the_ticker_notices_a_bot_deleted_on_infobip_once(fake_infobip, fake_ccaas, bot):
+    from bridge import periodic
+
+    item, _ = writes(fake_infobip, "hi")
+    delivery.drain()
+    link = ConversationLink.objects.get(conversation_id=item["conversationId"])
+    del fake_infobip.bots[bot.bot_id]  # deleted in Infobip's web interface
+    listed = len(fake_infobip.calls("GET", r"/ccaas/1/bots"))
+
+    periodic.tick(inline=True)
+
+    link.refresh_from_db()
+    bot.refresh_from_db()
+    assert link.state == State.CLOSED and fake_ccaas.interactions[link.interaction_id]["closed"]
+    assert (bot.enabled, bot.last_error) == (False, "the bot no longer exists on Infobip")
+    assert len(fake_infobip.calls("GET", r"/ccaas/1/bots")) == listed + 1
+    periodic.tick(inline=True)  # within BRIDGE_BOT_CHECK_SECONDS: not asked again
+    assert len(fake_infobip.calls("GET", r"/ccaas/1/bots")) == listed + 1
+    assert bots.check(bot).endswith("(already noticed)")

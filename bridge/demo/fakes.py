@@ -3,6 +3,9 @@
 `bridge_demo` runs a whole handover against them with no account anywhere, and the end-to-end and
 fault tests use them as real HTTP peers. They answer as Infobip's spec and docs/protocol.md describe,
 record every request, and can be told to fail (status, Retry-After, connection reset, hang).
+FakeInfobip also keeps external bots (`/ccaas/1/bots`) and forwards a bot number's customer messages to
+the bot's webhook with its static headers, as Infobip documents for external chatbots
+(`customer_writes_to`).
 """
 
 from __future__ import annotations
