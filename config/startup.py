@@ -28,9 +28,15 @@ def refuse_bad_configuration(argv: list[str] | None = None, *, exit_code: int = 
     """Set Django up; print every configuration problem to stderr and exit with `exit_code` if any."""
     if argv is not None and (len(argv) < 2 or argv[1] in NEEDS_NO_CONFIGURATION):
         return
+    import logging
+
     import django
 
-    django.setup()
+    logging.disable(logging.INFO)  # apps' start-up chatter (django-axes) would come before the message
+    try:
+        django.setup()
+    finally:
+        logging.disable(logging.NOTSET)
     found = problems()
     if found:
         from django.conf import settings
