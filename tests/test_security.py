@@ -543,3 +543,81 @@ def test_bridge_totp_keeps_nothing_when_the_code_is_wrong(monkeypatch):
     assert not TOTPDevice.objects.exists()
     with pytest.raises(CommandError, match="no user 'nobody'"):
         call_command("bridge_totp", "nobody", stdout=io.StringIO())
+
+
+# --- credentials never on the command line ---------------------------------------------------------------
+SECRET_JSON = '{"secret": "s3cr3t-from-a-safe-place-0123456789"}'
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("source", ["file", "stdin", "env"])
+def test_bridge_endpoint_takes_credentials_from_a_file_stdin_or_the_environment(
+    tmp_path, monkeypatch, source
+):
+    from django.core.management import call_command
+
+    from bridge.models import CcaasEndpoint
+
+    if source == "file":
+        path = tmp_path / "credentials.json"
+        path.write_text(SECRET_JSON)
+        args = ["--credentials-file", str(path)]
+    elif source == "stdin":
+        monkeypatch.setattr(sys, "stdin", io.StringIO(SECRET_JSON))
+        args = ["--credentials-file", "-"]
+    else:
+        monkeypatch.setenv("ACME_CREDENTIALS", SECRET_JSON)
+        args = ["--credentials-env", "ACME_CREDENTIALS"]
+    out = io.StringIO()
+    call_command(
+        "bridge_endpoint", "create", "acme", "--kind", "generic",
+        "--config", '{"base_url": "https://ccaas.example.com/bridge", "mode": "webhook"}',
+        *args, stdout=out,
+    )  # fmt: skip
+    assert CcaasEndpoint.objects.get(slug="acme").credentials == json.loads(SECRET_JSON)
+    assert "s3cr3t" not in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_bridge_endpoint_says_clearly_when_the_credentials_source_is_missing(tmp_path, monkeypatch):
+    from django.core.management import CommandError, call_command
+
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    with pytest.raises(CommandError, match="NOT_SET_ANYWHERE is not set"):
+        call_command(
+            "bridge_endpoint", "create", "acme", "--kind", "generic", "--credentials-env", "NOT_SET_ANYWHERE"
+        )
+    with pytest.raises(CommandError, match="cannot read"):
+        call_command(
+            "bridge_endpoint",
+            "create",
+            "acme",
+            "--kind",
+            "generic",
+            "--credentials-file",
+            str(tmp_path / "none"),
+        )
+
+
+def test_credentials_from_standard_input_are_not_in_the_process_list(tmp_path):
+    """The command reads them from a pipe while `ps` shows its arguments: no secret there."""
+    env = production_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'ps.sqlite3'}")
+    manage("migrate", "--noinput", env=env)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "bridge_endpoint", "create", "acme", "--kind", "generic",
+         "--config", '{"base_url": "https://ccaas.example.com/bridge", "mode": "webhook"}',
+         "--credentials-file", "-"],
+        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(0.5)  # the command waits for its standard input
+        listing = subprocess.run(
+            ["ps", "-ww", "-o", "args=", "-p", str(process.pid)], capture_output=True, text=True
+        )
+        assert "--credentials-file -" in listing.stdout
+        assert "s3cr3t" not in listing.stdout
+        out, err = process.communicate(SECRET_JSON, timeout=120)
+    finally:
+        process.kill() if process.poll() is None else None
+    assert process.returncode == 0, err
+    assert "created acme" in out and "s3cr3t" not in out + err

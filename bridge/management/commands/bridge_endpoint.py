@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
@@ -34,8 +37,21 @@ class Command(BaseCommand):
             p.add_argument("--kind", required=name == "create", choices=sorted(REGISTRY))
             p.add_argument("--name")
             p.add_argument("--config", help="JSON object; on update, merged into the current config")
-            p.add_argument(
-                "--credentials", help="JSON object; on update, merged into the current credentials"
+            secret = p.add_mutually_exclusive_group()
+            secret.add_argument(
+                "--credentials",
+                help="JSON object; on update, merged into the current credentials (visible to `ps` while the "
+                "command runs: prefer --credentials-file or --credentials-env)",
+            )
+            secret.add_argument(
+                "--credentials-file",
+                metavar="PATH",
+                help="read the credentials' JSON from a file, or - for standard input",
+            )
+            secret.add_argument(
+                "--credentials-env",
+                metavar="NAME",
+                help="read the credentials' JSON from the environment variable NAME",
             )
             p.add_argument("--default", action="store_true", help="make this the default endpoint")
             p.add_argument("--routing-rules", help='JSON list, e.g. [{"tags_any": ["billing"]}]')
@@ -57,8 +73,9 @@ class Command(BaseCommand):
                 **({} if creating else endpoint.config),
                 **_json_object(options["config"], "config"),
             }
-        if options.get("credentials"):
-            new = _json_object(options["credentials"], "credentials")
+        credentials = self._credentials_text(options)
+        if credentials:
+            new = _json_object(credentials, "credentials")
             endpoint.credentials = {**({} if creating else endpoint.credentials), **new}
         if options.get("routing_rules"):
             rules = json.loads(options["routing_rules"])
@@ -77,6 +94,24 @@ class Command(BaseCommand):
                 CcaasEndpoint.objects.exclude(pk=endpoint.pk).filter(is_default=True).update(is_default=False)
                 endpoint.is_default = True
             endpoint.save()
+
+    def _credentials_text(self, options: dict) -> str | None:
+        """The credentials' JSON from --credentials, --credentials-file (a path, or - for standard input) or
+        --credentials-env; never echoed."""
+        path, variable = options.get("credentials_file"), options.get("credentials_env")
+        if path == "-":
+            return sys.stdin.read()
+        if path:
+            try:
+                return Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(f"--credentials-file: cannot read {path}: {exc.strerror}") from exc
+        if variable:
+            value = os.environ.get(variable)
+            if value is None:
+                raise CommandError(f"--credentials-env: the environment variable {variable} is not set")
+            return value
+        return options.get("credentials")
 
     def _create(self, slug: str, kind: str, **options) -> None:
         if CcaasEndpoint.objects.filter(slug=slug).exists():
