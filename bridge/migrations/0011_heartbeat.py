@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bridge', '0009_alerts'),
+        ('bridge', '0010_retired_encryption_keys'),
     ]
 
     operations = [
