@@ -115,15 +115,19 @@ class ConversationLinkQuerySet(models.QuerySet):
         return self.filter(state__in=OPEN_STATES)
 
     def stuck(self, now=None) -> ConversationLinkQuerySet:
-        """Not yet active too long after the escalation, or with a delivery failing too long."""
+        """Not yet active too long after the escalation, closing too long, with a delivery failing
+        too long, or open with a dead letter (at once: nothing will retry it by itself)."""
         cutoff = (now or timezone.now()) - timedelta(seconds=settings.BRIDGE_STUCK_AFTER_SECONDS)
         failing = Delivery.objects.filter(link=OuterRef("pk"), failing_since__lt=cutoff).exclude(
             state__in=Delivery.TERMINAL_STATES
         )
+        # A dead letter will not be retried by itself: someone must look, at once.
+        dead = Delivery.objects.filter(link=OuterRef("pk"), state=Delivery.Status.DEAD)
         return self.filter(
             Q(state=State.REQUESTED, escalated_at__lt=cutoff)
             | Q(state=State.CLOSING, closing_at__lt=cutoff)
             | Q(state__in=OPEN_STATES) & Exists(failing)
+            | Q(state__in=OPEN_STATES) & Exists(dead)
         )
 
     def delivery_failing(self) -> ConversationLinkQuerySet:

@@ -160,6 +160,20 @@ class FakeZendesk:
             if match.group(2):
                 return 200, {}, json.dumps(self._comments_page(request, ticket_id))
             data = body["ticket"]
+            if self.tickets[ticket_id].get("status") == "closed":
+                # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
+                # (a closed ticket cannot be updated; Zendesk answers 422 RecordInvalid)
+                return (
+                    422,
+                    {},
+                    json.dumps(
+                        {
+                            "error": "RecordInvalid",
+                            "description": "Record validation errors",
+                            "details": {"status": [{"description": "Status: closed prevents ticket update"}]},
+                        }
+                    ),
+                )
             if "comment" in data:
                 self._add_comment(ticket_id, data["comment"], default_author=AGENT_ID)
             if "status" in data:

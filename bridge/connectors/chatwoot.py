@@ -34,7 +34,16 @@ from bridge.connectors.base import (
     vendor_sequence,
     vendor_time,
 )
-from bridge.exceptions import ConfigurationError, SignatureError, UpstreamError, WebhookError
+from bridge.exceptions import (
+    ConfigurationError,
+    InteractionOverError,
+    NotFoundError,
+    PermanentError,
+    SignatureError,
+    UpstreamAuthError,
+    UpstreamError,
+    WebhookError,
+)
 from bridge.media import customer_text, render_text
 from bridge.types import (
     AgentMessage,
@@ -302,7 +311,34 @@ class ChatwootConnector(Connector):
         )
 
     def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
-        self._post_message(ref.interaction_id, customer_text(message), private=False)
+        try:
+            self._post_message(ref.interaction_id, customer_text(message), private=False)
+        except PermanentError as exc:
+            self._raise_if_over(ref, exc)
+            raise
+
+    def _raise_if_over(self, ref: InteractionRef, exc: PermanentError) -> None:
+        """InteractionOverError when a refused message met a conversation that is gone (404) or
+        resolved (a 422, checked with Conversation Details)."""
+        if isinstance(exc, UpstreamAuthError) or exc.status not in (404, 422):
+            return
+        state = "gone (404)"
+        if exc.status == 422:
+            try:
+                # Reference: https://developers.chatwoot.com/api-reference/conversations/conversation-details
+                details = self._call("GET", f"/conversations/{int(ref.interaction_id)}")
+            except NotFoundError:
+                details = None
+            if details is not None:
+                if (details or {}).get("status") != "resolved":
+                    return
+                state = "resolved"
+        raise InteractionOverError(
+            f"{self._service}: conversation {ref.interaction_id} is {state} and takes no more messages",
+            status=exc.status,
+            body=exc.body,
+            service=self._service,
+        ) from exc
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {
@@ -310,7 +346,11 @@ class ChatwootConnector(Connector):
             CloseReason.IDLE_TIMEOUT: "the conversation was idle too long",
             CloseReason.OPERATOR: "an operator closed the handover",
         }.get(reason, reason.value)
-        self._post_message(ref.interaction_id, f"Handover closed by the bridge: {why}.", private=True)
+        try:
+            self._post_message(ref.interaction_id, f"Handover closed by the bridge: {why}.", private=True)
+        except PermanentError as exc:
+            self._raise_if_over(ref, exc)
+            raise
         # Reference: https://developers.chatwoot.com/api-reference/conversations/toggle-status
         self._call("POST", f"/conversations/{int(ref.interaction_id)}/toggle_status", {"status": "resolved"})
 

@@ -34,6 +34,8 @@ from bridge.connectors.base import (
 )
 from bridge.exceptions import (
     ConfigurationError,
+    InteractionOverError,
+    PermanentError,
     SignatureError,
     UpstreamAuthError,
     UpstreamError,
@@ -353,7 +355,27 @@ class ZendeskConnector(Connector):
             "public": True,
         }
         # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
-        self._call("PUT", f"/api/v2/tickets/{int(ref.interaction_id)}", {"ticket": {"comment": comment}})
+        self._update_open_ticket(ref, {"ticket": {"comment": comment}})
+
+    def _update_open_ticket(self, ref: InteractionRef, body: dict) -> None:
+        """Update Ticket, or InteractionOverError when Zendesk says the ticket takes no more: a
+        closed ticket answers 422 "Status: closed prevents ticket update"; a deleted one 404."""
+        ticket = int(ref.interaction_id)
+        try:
+            self._call("PUT", f"/api/v2/tickets/{ticket}", body)
+        except PermanentError as exc:
+            if isinstance(exc, UpstreamAuthError):
+                raise
+            closed = exc.status == 422 and "closed prevents ticket update" in exc.body.lower()
+            if not (closed or exc.status == 404):
+                raise
+            state = "closed" if closed else "gone (404)"
+            raise InteractionOverError(
+                f"{self._service}: ticket {ticket} is {state} and takes no more comments",
+                status=exc.status,
+                body=exc.body,
+                service=self._service,
+            ) from exc
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {
@@ -366,7 +388,7 @@ class ZendeskConnector(Connector):
             "comment": {"body": f"Handover closed by the bridge: {why}.", "public": False},
         }
         # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
-        self._call("PUT", f"/api/v2/tickets/{int(ref.interaction_id)}", {"ticket": ticket})
+        self._update_open_ticket(ref, {"ticket": ticket})
 
     # --- Zendesk -> Bridge --------------------------------------------------------------------------
     def verify_webhook(self, body: bytes, headers: Mapping[str, str], *, now: float | None = None) -> None:
