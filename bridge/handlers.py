@@ -105,10 +105,10 @@ def handle_open(delivery: Delivery) -> str | None:
     history = client.get_messages(link.conversation_id)
     tags = client.get_tags(link.conversation_id)
     metadata = client.get_metadata(link.conversation_id)
-    endpoint = link.endpoint or choose_endpoint(tags, metadata)
+    channel, customer, sender = _customer_side(history, link)
+    endpoint = link.endpoint or choose_endpoint(tags, metadata, channel=channel, destination=sender)
     if endpoint is None:
         raise PermanentError("no routing rule matches this conversation and there is no default endpoint")
-    channel, customer, sender = _customer_side(history, link)
     display_name = (link.context or {}).get("displayName") or (link.context or {}).get("customerName")
     with transaction.atomic():
         link.endpoint = endpoint
@@ -213,7 +213,9 @@ def _send_to_ccaas(delivery: Delivery, link: ConversationLink, row: Message) -> 
     remembered on the delivery, so a retry never repeats one."""
     connector = get_connector(link.endpoint)
     message = media.for_connector(
-        to_infobip_message(row, link), attachments=connector.capabilities.attachments
+        to_infobip_message(row, link),
+        attachments=connector.capabilities.attachments,
+        recovered_field=connector.capabilities.recovered_field,
     )
     unit = connector.capabilities.text_unit
     parts = media.split_for_limit(message, connector.text_limit, unit)
@@ -222,12 +224,14 @@ def _send_to_ccaas(delivery: Delivery, link: ConversationLink, row: Message) -> 
     ref = interaction_ref(link)
     for index in range(sent, len(parts)):
         try:
-            connector.send_customer_message(ref, parts[index])
+            own_ids = connector.send_customer_message(ref, parts[index]) or []
         except InteractionOverError as exc:
             note = interaction_over(link, str(exc))
             if note is None:
                 raise (exc.__cause__ if isinstance(exc.__cause__, PermanentError) else exc) from None
             return note
+        for own_id in own_ids:
+            remember_own(link, row, OwnMessage.Side.CCAAS, own_id, part=index)
         if len(parts) > 1:
             payload.update(parts_sent=index + 1, parts=len(parts))
             Delivery.objects.filter(pk=delivery.pk).update(payload=payload)

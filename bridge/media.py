@@ -210,25 +210,35 @@ def recovered_mark(message: InfobipMessage) -> str:
     return f"[Recovered, sent late: written {when}]"
 
 
-def customer_text(message: InfobipMessage) -> str:
-    """What a text-only contact center shows for a customer-side message: render_text, preceded by
-    the recovered mark when the message arrived late."""
-    text = render_text(message.content_type, message.content)
-    mark = recovered_mark(message)
-    return f"{mark} {text}" if mark and text else mark or text
-
-
-def for_connector(message: InfobipMessage, *, attachments: bool) -> InfobipMessage:
+def for_connector(
+    message: InfobipMessage, *, attachments: bool, recovered_field: bool = False
+) -> InfobipMessage:
     """The message as a connector should receive it: unchanged when it carries media and rich content
-    itself (Capabilities.attachments), else anything but a plain text rendered as a readable TEXT
-    (a text that answers an earlier message carries the quote)."""
+    itself (Capabilities.attachments), else anything but text rendered as a readable TEXT.
+
+    A recovered message (found late by reconciliation) gets its visible mark, with the time it was
+    written, in front of what the agent reads, unless the connector carries the mark as a field of
+    its own (Capabilities.recovered_field): media keep their kind and carry it in the caption."""
+    # A text that answers an earlier message is rendered too, so it carries the quote.
     plain = message.content_type.upper() == "TEXT" and not isinstance(message.content.get("replyTo"), dict)
-    if attachments or plain:
+    if not (attachments or plain):
+        message = dataclasses.replace(
+            message,
+            content_type="TEXT",
+            content={"text": render_text(message.content_type, message.content)},
+        )
+    mark = recovered_mark(message)
+    if not mark or recovered_field:
         return message
+    kind = message.content_type.upper()
+    content = dict(message.content or {})
+    if kind in MEDIA_TYPES:
+        caption = content.get("caption") or content.get("text")
+        content["caption"] = f"{mark} {caption}" if caption else mark
+        return dataclasses.replace(message, content=content)
+    text = render_text(message.content_type, message.content)
     return dataclasses.replace(
-        message,
-        content_type="TEXT",
-        content={"text": render_text(message.content_type, message.content)},
+        message, content_type="TEXT", content={"text": f"{mark} {text}" if text else mark}
     )
 
 
@@ -326,15 +336,14 @@ def split_for_limit(message: InfobipMessage, limit: int, unit: str = "characters
 
     A message over the limit goes as TEXT parts of its readable rendering (a media link stays in
     the text); the first part keeps the message id, the others are `<id>:2`, `<id>:3`, ... so each
-    is recorded and sent once. Room is left for the recovered mark the connector adds."""
+    is recorded and sent once. A recovered message's mark is already in its text (for_connector),
+    so it counts against the limit and leads the first part."""
     if not limit:
         return [message]
     text = render_text(message.content_type, message.content)
-    mark = recovered_mark(message)
-    budget = limit - (measure(mark, unit) + 1 if mark else 0)
-    if measure(text, unit) <= budget:
+    if measure(text, unit) <= limit:
         return [message]
-    pieces = split_text(text, budget, unit)
+    pieces = split_text(text, limit, unit)
     return [
         dataclasses.replace(
             message,

@@ -57,11 +57,21 @@ def infobip_client() -> InfobipClient:
 
 
 # --- routing -------------------------------------------------------------------------------------
-def rule_matches(rule: dict[str, Any], tags: Iterable[str], metadata: dict[str, Any]) -> bool:
+def rule_matches(
+    rule: dict[str, Any],
+    tags: Iterable[str],
+    metadata: dict[str, Any],
+    *,
+    channel: str = "",
+    destination: str = "",
+) -> bool:
     """A rule matches when every condition it states holds; an empty rule matches nothing.
 
     Conditions: "tags_any": [..] (one of them), "tags_all": [..] (all of them), "metadata":
-    {key: value or [values]} (equal, or one of).
+    {key: value or [values]} (equal, or one of), "channels": [..] (Infobip channel, e.g. WHATSAPP)
+    and "destinations": [..] (the business number or page the customer wrote to). Channel and
+    destination are known when the interaction opens (external-bot conversations); an escalation
+    routed before that sees them empty.
     """
     if not isinstance(rule, dict) or not rule:
         return False
@@ -75,14 +85,23 @@ def rule_matches(rule: dict[str, Any], tags: Iterable[str], metadata: dict[str, 
         allowed = expected if isinstance(expected, list) else [expected]
         if actual not in allowed:
             return False
-    return any(k in rule for k in ("tags_any", "tags_all", "metadata"))
+    if "channels" in rule and channel.upper() not in {str(c).upper() for c in rule["channels"]}:
+        return False
+    if "destinations" in rule and destination not in {str(d) for d in rule["destinations"]}:
+        return False
+    return any(k in rule for k in ("tags_any", "tags_all", "metadata", "channels", "destinations"))
 
 
-def choose_endpoint(tags: Iterable[str], metadata: dict[str, Any]) -> CcaasEndpoint | None:
+def choose_endpoint(
+    tags: Iterable[str], metadata: dict[str, Any], *, channel: str = "", destination: str = ""
+) -> CcaasEndpoint | None:
     """The first enabled endpoint (by routing order) with a matching rule, else the default."""
     tags = list(tags)
     for endpoint in CcaasEndpoint.objects.filter(enabled=True).exclude(routing_rules=[]):
-        if any(rule_matches(rule, tags, metadata) for rule in endpoint.routing_rules or []):
+        if any(
+            rule_matches(rule, tags, metadata, channel=channel, destination=destination)
+            for rule in endpoint.routing_rules or []
+        ):
             return endpoint
     return CcaasEndpoint.objects.filter(enabled=True, is_default=True).first()
 

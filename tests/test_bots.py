@@ -363,3 +363,26 @@ def test_a_bot_conversation_the_contact_center_refuses_goes_to_infobips_agents(f
         answer is None and ConversationLink.objects.filter(conversation_id=link.conversation_id).count() == 1
     )
     assert_all_requests_follow_the_spec(fake_infobip)
+
+
+def test_routing_rules_can_choose_by_the_number_and_channel_a_bot_conversation_came_to(
+    settings, live_server, fake_infobip, fake_ccaas
+):
+    settings.BRIDGE_PUBLIC_URL = live_server.url
+    for slug, rule in (
+        ("viber-desk", {"channels": ["VIBER"]}),
+        ("uk-desk", {"destinations": [NUMBER], "channels": ["whatsapp"]}),
+    ):
+        CcaasEndpoint.objects.create(
+            slug=slug,
+            kind="generic",
+            config={"base_url": fake_ccaas.base_url, "mode": "webhook"},
+            credentials={"secret": GENERIC_SECRET},
+            routing_rules=[rule],
+        )
+    bots.register(bots.BotSpec(display_name="UK", channel="WHATSAPP", destination=NUMBER))
+    item, answer = writes(fake_infobip, "hello")
+    assert answer.status_code == 200
+    delivery.drain()
+    link = ConversationLink.objects.get(conversation_id=item["conversationId"])
+    assert link.state == State.ACTIVE and link.endpoint.slug == "uk-desk"

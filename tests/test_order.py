@@ -498,7 +498,8 @@ def test_a_message_recovered_before_its_successor_went_keeps_its_place(
 
 
 def vendor_answer(request):
-    """Each vendor's answer to the calls send_customer_message makes (shapes from tests/fixtures)."""
+    """Each vendor's answer to the calls a customer message makes (shapes from tests/fixtures and the
+    vendors' docs: Zendesk's Update Ticket answers with the audit of what it created)."""
     if request.url.endswith("/oauth/token"):
         return 200, {}, json.dumps(fixture("genesys/api_oauth_token_200.json"))
     if "/inbound/open/message" in request.url:
@@ -506,16 +507,13 @@ def vendor_answer(request):
     if "/REST/2.0/" in request.url:
         return 201, {}, json.dumps(fixture("rt/api_ticket_correspond_201.json"))
     if "/api/v2/tickets/" in request.url:
-        return 200, {}, json.dumps({"ticket": {"id": 123}, "audit": {"events": []}})
-    return 200, {}, json.dumps({"id": 4100, "content": "", "message_type": 0})
+        comment = {"id": 9000000000777, "type": "Comment", "public": True, "author_id": 77}
+        return 200, {}, json.dumps({"ticket": {"id": 123}, "audit": {"id": 1, "events": [comment]}})
+    return 200, {}, json.dumps({"id": 4100, "content": "", "message_type": 0, "private": False})
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize("kind", ["chatwoot", "zendesk", "rt", "genesys"])
-def test_text_connectors_show_the_recovered_mark_with_the_original_time(kind):
-    """Connectors that carry text only render the mark into what the agent reads."""
-    from bridge.handlers import interaction_ref, to_infobip_message
-
+def customer_message_delivered(kind: str, *, recovered: bool) -> tuple[ConversationLink, list[dict]]:
+    """One customer message delivered to a `kind` endpoint by the delivery handler; the JSON bodies sent."""
     config, credentials = {
         "chatwoot": WEBHOOK_CONNECTORS["chatwoot"][:2],
         "zendesk": WEBHOOK_CONNECTORS["zendesk"][:2],
@@ -532,16 +530,48 @@ def test_text_connectors_show_the_recovered_mark_with_the_original_time(kind):
         content_type="TEXT",
         content={"text": "my order is 1234"},
         created_at=datetime(2026, 1, 1, 10, 0, 2, tzinfo=UTC),
-        recovered=True,
+        recovered=recovered,
+    )
+    row_delivery = Delivery.objects.create(
+        link=link, message=row, kind=Delivery.Kind.MESSAGE, lane=Delivery.Lane.TO_CCAAS
     )
     with responses.RequestsMock(assert_all_requests_are_fired=False) as vendor:
         for method in (responses.GET, responses.POST, responses.PUT):
             vendor.add_callback(method, re.compile(r"https://.*"), callback=vendor_answer)
-        get_connector(endpoint).send_customer_message(interaction_ref(link), to_infobip_message(row, link))
+        assert handlers.handle_message(row_delivery) is None
         bodies = [
             json.loads(call.request.body)
             for call in vendor.calls
             if call.request.headers.get("Content-Type") == "application/json"
         ]
+    return link, bodies
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["chatwoot", "zendesk", "rt", "genesys"])
+def test_text_connectors_show_the_recovered_mark_with_the_original_time(kind):
+    """Connectors that carry text only get the mark in front of what the agent reads."""
+    _, bodies = customer_message_delivered(kind, recovered=True)
     mark = "[Recovered, sent late: written 2026-01-01 10:00:02 UTC] my order is 1234"
     assert any(mark in json.dumps(body, ensure_ascii=False) for body in bodies), bodies
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["chatwoot", "zendesk"])
+def test_a_webhook_echoing_what_the_bridge_wrote_in_the_contact_center_is_not_a_reply(
+    kind, client, fake_infobip
+):
+    """The id the contact center gave the bridge's message is remembered: a webhook that reports that
+    message is never forwarded to the customer, even when it looks like an agent reply."""
+    link, _ = customer_message_delivered(kind, recovered=False)
+    own = {"chatwoot": "4100", "zendesk": "9000000000777"}[kind]
+    assert list(OwnMessage.objects.filter(link=link, side="ccaas").values_list("external_id", flat=True)) == [
+        own
+    ]
+    endpoint = link.endpoint
+    endpoint.credentials = WEBHOOK_CONNECTORS[kind][1]
+    endpoint.save()
+    reply = WEBHOOK_CONNECTORS[kind][3]
+    webhook(client, endpoint, reply("123", int(own), "my order is 1234", 1))
+    assert not Message.objects.filter(link=link, source=Message.Source.CCAAS).exists()
+    assert not Delivery.objects.filter(link=link, lane=Delivery.Lane.TO_INFOBIP).exists()

@@ -120,6 +120,9 @@ class Capabilities:
     poll_covers_all_interactions: bool = False  # one poll call serves every open interaction
     always_poll: bool = False  # polled every interval even in webhook mode (e.g. to notice closes)
     tags: bool = False  # follows tags added to or removed from the Infobip conversation (update_tags)
+    # carries "recovered" (a customer message found late) as a field of its own; else the bridge puts
+    # a visible mark with the message's original time in front of the text the agent reads
+    recovered_field: bool = False
     # The longest customer message the contact center takes, and the unit it counts in
     # ("characters", "utf16" code units or UTF-8 "bytes"); 0: no limit. Longer messages are sent in
     # parts within it, in order, each once (never cut).
@@ -261,8 +264,12 @@ class Connector(ABC):
         """
 
     @abstractmethod
-    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
-        """Deliver one customer message (or another Infobip-side message) to the interaction."""
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
+        """Deliver one customer message (or another Infobip-side message) to the interaction.
+
+        Returns the ids the contact center gave what it created (a message id, a comment id), when
+        its answer tells them: the bridge remembers them, so a webhook that echoes one of them is
+        never taken for an agent reply. None when the answer carries no id."""
 
     @abstractmethod
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:

@@ -44,7 +44,7 @@ from bridge.exceptions import (
     UpstreamError,
     WebhookError,
 )
-from bridge.media import customer_text, render_text
+from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
     AuthorType,
@@ -310,12 +310,15 @@ class ChatwootConnector(Connector):
             data={"contact_id": contact_id, "source_id": source_id, "history_message_ids": own},
         )
 
-    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
         try:
-            self._post_message(ref.interaction_id, customer_text(message), private=False)
+            message_id = self._post_message(
+                ref.interaction_id, message_text(message.content_type, message.content), private=False
+            )
         except PermanentError as exc:
             self._raise_if_over(ref, exc)
             raise
+        return [str(message_id)] if message_id else None
 
     def _raise_if_over(self, ref: InteractionRef, exc: PermanentError) -> None:
         """InteractionOverError when a refused message met a conversation that is gone (404) or

@@ -65,7 +65,7 @@ def message_json(message: InfobipMessage) -> dict[str, Any]:
 class GenericConnector(Connector):
     kind = "generic"
     label = "Generic protocol"
-    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True)
+    capabilities = Capabilities(webhook=True, poll=True, attachments=True, typing=True, recovered_field=True)
     config_fields = (
         Field(
             "base_url", "The contact center's bridge API, e.g. https://ccaas.example.com/bridge", True, "url"

@@ -505,7 +505,7 @@ class GenesysConnector(Connector):
                 ref.customer.display_name or ref.customer.address,
                 message.id,
                 message.created_at,
-                media.customer_text(message),
+                media.render_text(message.content_type, message.content),
             )
         except (PermanentError, TransientError) as exc:
             if _session_over(exc):

@@ -28,7 +28,7 @@ from bridge.exceptions import (
     UpstreamError,
     WebhookError,
 )
-from bridge.media import customer_text, render_text
+from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
     CcaasEvent,
@@ -286,7 +286,7 @@ class RtConnector(Connector):
         action = "comment" if self.config.get("customer_messages") == "comment" else "correspond"
         who = ref.customer.display_name or ref.customer.address
         body: dict[str, Any] = {
-            "Content": f"{who} wrote:\n\n{customer_text(message)}\n",
+            "Content": f"{who} wrote:\n\n{message_text(message)}\n",
             "ContentType": "text/plain",
         }
         attachment = self._attachment(message)

@@ -41,7 +41,7 @@ from bridge.exceptions import (
     UpstreamError,
     WebhookError,
 )
-from bridge.media import customer_text, render_text
+from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
     AuthorType,
@@ -345,24 +345,32 @@ class ZendeskConnector(Connector):
             raise self._no_id("POST /api/v2/tickets")
         return OpenResult(interaction_id=str(ticket_id), data={"requester_id": requester_id})
 
-    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
+    def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
         requester_id = (ref.data or {}).get("requester_id")
         if not requester_id:
             raise ConfigurationError(f"handover {ref.handover_id}: the ticket's requester id is not known")
         comment = {
-            "body": customer_text(message),
+            "body": message_text(message.content_type, message.content),
             "author_id": int(requester_id),
             "public": True,
         }
         # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
-        self._update_open_ticket(ref, {"ticket": {"comment": comment}})
+        data = self._update_open_ticket(ref, {"ticket": {"comment": comment}})
+        # The answer's audit lists what the update created; its Comment event's id is the comment's.
+        events = ((data or {}).get("audit") or {}).get("events") if isinstance(data, dict) else None
+        ids = [
+            str(e["id"])
+            for e in events or []
+            if isinstance(e, dict) and e.get("type") == "Comment" and e.get("id")
+        ]
+        return ids or None
 
-    def _update_open_ticket(self, ref: InteractionRef, body: dict) -> None:
+    def _update_open_ticket(self, ref: InteractionRef, body: dict) -> Any:
         """Update Ticket, or InteractionOverError when Zendesk says the ticket takes no more: a
         closed ticket answers 422 "Status: closed prevents ticket update"; a deleted one 404."""
         ticket = int(ref.interaction_id)
         try:
-            self._call("PUT", f"/api/v2/tickets/{ticket}", body)
+            return self._call("PUT", f"/api/v2/tickets/{ticket}", body)
         except PermanentError as exc:
             if isinstance(exc, UpstreamAuthError):
                 raise
