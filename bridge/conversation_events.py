@@ -155,9 +155,21 @@ def _record_outbound_from_infobip(link: ConversationLink, message: InfobipMessag
     return f"outbound message by {message.author_type.value} on Infobip forwarded to the contact center"
 
 
-def _system_note(link: ConversationLink, text: str, key: str) -> None:
-    """A note for the agent, carried to the contact center as a SYSTEM message, in order."""
-    now = timezone.now()
+def _event_time(link: ConversationLink, event):
+    """When Infobip says the event happened (its own clock, as customer messages' createdAt), else
+    the newest Infobip time the handover has seen: never the clock of the process that received it."""
+    from bridge.infobip.events import parse_time
+
+    try:
+        return parse_time(event.timestamp)
+    except ValueError:
+        link.refresh_from_db(fields=["last_infobip_message_at", "escalated_at"])
+        return link.last_infobip_message_at or link.escalated_at
+
+
+def _system_note(link: ConversationLink, text: str, key: str, at) -> None:
+    """A note for the agent, carried to the contact center as a SYSTEM message at its place among the
+    customer's messages (`at`: Infobip's time of what it reports)."""
     note = InfobipMessage(
         id=f"note:{key}",
         conversation_id=link.conversation_id,
@@ -167,7 +179,7 @@ def _system_note(link: ConversationLink, text: str, key: str) -> None:
         direction=Direction.OUTBOUND,
         content_type="TEXT",
         content={"text": text},
-        created_at=now,
+        created_at=at,
         author_type=AuthorType.SYSTEM,
     )
     try:
@@ -192,6 +204,7 @@ def _assignment_changed(link: ConversationLink, event) -> str:
                 link,
                 f"Note: {who} also joined this conversation inside Infobip.",
                 f"takeover:{event.event_id}",
+                _event_time(link, event),
             )
         ConversationLink.objects.filter(pk=link.pk).update(
             last_error=f"taken over on Infobip by {who}"[:2000]
@@ -202,6 +215,7 @@ def _assignment_changed(link: ConversationLink, event) -> str:
             link,
             f"{who} took this conversation over inside Infobip; the handover is released.",
             f"takeover:{event.event_id}",
+            _event_time(link, event),
         )
     begin_close(link, CloseReason.OPERATOR, actor=f"Infobip ({who})"[:150], close_infobip=False)
     return f"taken over by {who}: handover released"

@@ -2,20 +2,28 @@
 
 Retry state lives on Delivery rows, never in django-q2: a task only says "look at this lane now".
 A lane (one handover, one target) is worked strictly in order with one delivery in flight; a claim
-is a short transaction holding the handover row, so two workers can never both own a lane. A
-killed worker's claim expires with its lease and the ticker drives the lane again.
+is a short transaction holding the handover row, so two workers can never both own a lane.
+
+Leases: a claim is leased for BRIDGE_LEASE_SECONDS and renewed by a heartbeat thread every third of
+that while its worker is still working on it, however slow the call (up to the read timeout, and
+beyond for handlers that make several calls). So a slow contact center is never called twice for
+one delivery, and a killed worker's claim expires within one lease, after which the ticker drives
+the lane again. Every write a worker makes about its claim carries the claim's token (fencing): a
+worker that lost its lease (it stalled longer than the lease, or its database was unreachable)
+can neither record an outcome nor carry on with the next part of a multi-part delivery.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -36,6 +44,85 @@ TERMINAL = Delivery.TERMINAL_STATES
 HEALTH_WRITE_SECONDS = 5
 # A lane the sweeper queued is not queued again for this long, unless its head changes.
 RENUDGE_SECONDS = 10
+
+
+class LeaseLost(Exception):
+    """The worker's claim on a delivery ended: its lease ran out and another worker may own it now."""
+
+
+class Heartbeat:
+    """Renews a lease from a background thread while the work it protects goes on.
+
+    `renew()` returns False when the lease is no longer ours (then the heartbeat stops and `lost` is
+    set). It runs every `seconds / 3`, so two missed renewals in a row still keep the lease. Inside
+    the caller's transaction (tests, `bridge_sync` under a transaction) nobody else can see the claim,
+    so no thread is started.
+    """
+
+    def __init__(self, renew: Callable[[], bool], seconds: float, what: str) -> None:
+        self.renew = renew
+        self.interval = max(0.05, seconds / 3)
+        self.what = what
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Heartbeat:
+        if not connection.in_atomic_block:
+            self._thread = threading.Thread(target=self._loop, name=f"lease {self.what}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval * 3)
+            self._thread = None
+
+    def __enter__(self) -> Heartbeat:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    renewed = self.renew()
+                except Exception as exc:  # the database blinked: try again next beat
+                    logger.warning("could not renew the lease of %s: %s", self.what, exc)
+                    continue
+                if not renewed:
+                    if not self._stop.is_set():
+                        self.lost = True
+                        logger.warning("%s: lease lost while still working on it", self.what)
+                    return
+        finally:
+            connections.close_all()  # this thread's own connections only
+
+
+def claim_heartbeat(delivery: Delivery) -> Heartbeat:
+    """A heartbeat that keeps `delivery`'s claim leased while its handler runs."""
+    seconds = settings.BRIDGE_LEASE_SECONDS
+
+    def renew() -> bool:
+        return bool(
+            Delivery.objects.filter(
+                pk=delivery.pk, lease_token=delivery.lease_token, state=Delivery.Status.IN_FLIGHT
+            ).update(lease_until=timezone.now() + timedelta(seconds=seconds))
+        )
+
+    return Heartbeat(renew, seconds, f"delivery {delivery.pk}")
+
+
+def save_progress(delivery: Delivery, payload: dict) -> None:
+    """Remember how far a multi-step delivery got (parts sent, tag added), while its claim holds.
+
+    Raises LeaseLost when the claim is no longer this worker's: it must not make the next call."""
+    if not Delivery.objects.filter(pk=delivery.pk, lease_token=delivery.lease_token).update(payload=payload):
+        raise LeaseLost(f"delivery {delivery.pk}: lease lost")
+    delivery.payload = payload
 
 
 def enqueue_lane(link_id, lane: str) -> None:
@@ -113,9 +200,12 @@ def drive_lane(link_id, lane: str, *, limit: int = 200) -> int:
 
 
 def run(delivery: Delivery, handler: Callable[[Delivery], str | None]) -> None:
-    """Run one claimed delivery and record how it ended."""
+    """Run one claimed delivery, its lease renewed while it runs, and record how it ended."""
     try:
-        note = handler(delivery)
+        with claim_heartbeat(delivery):
+            note = handler(delivery)
+    except LeaseLost:
+        logger.warning("delivery %s: lease lost mid-way; its new owner carries on", delivery.pk)
     except TransientError as exc:
         _failed(delivery, exc, permanent=False, retry_after=exc.retry_after)
     except UpstreamAuthError as exc:

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from bridge import delivery as engine
 from bridge import media
 from bridge.connectors import get_connector
 from bridge.exceptions import ConversationClosedError, InteractionOverError, NotFoundError, PermanentError
@@ -273,8 +274,8 @@ def _send_to_customer(delivery: Delivery, link: ConversationLink, row: Message) 
             remember_own(link, row, OwnMessage.Side.INFOBIP, str(answer["id"]), part=index)
             if index == 0:
                 Message.objects.filter(pk=row.pk).update(infobip_message_id=str(answer["id"]))
-        Delivery.objects.filter(pk=delivery.pk).update(
-            payload={**(delivery.payload or {}), "parts_sent": index + 1, "parts": len(parts)}
+        engine.save_progress(
+            delivery, {**(delivery.payload or {}), "parts_sent": index + 1, "parts": len(parts)}
         )
     return None
 
@@ -323,7 +324,7 @@ def handle_route_back(delivery: Delivery) -> str | None:
             if not payload.get("tagged"):
                 client.add_tag(link.conversation_id, tag)
                 payload["tagged"] = True
-                Delivery.objects.filter(pk=delivery.pk).update(payload=payload)
+                engine.save_progress(delivery, payload)
             client.route_conversation(link.conversation_id)
     except ConversationClosedError:
         closed = True

@@ -214,7 +214,8 @@ def for_connector(
     message: InfobipMessage, *, attachments: bool, recovered_field: bool = False
 ) -> InfobipMessage:
     """The message as a connector should receive it: unchanged when it carries media and rich content
-    itself (Capabilities.attachments), else anything but text rendered as a readable TEXT.
+    itself (Capabilities.attachments), else anything but a plain text rendered as a readable TEXT
+    (a text that answers an earlier message carries the quote).
 
     A recovered message (found late by reconciliation) gets its visible mark, with the time it was
     written, in front of what the agent reads, unless the connector carries the mark as a field of

@@ -67,6 +67,12 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
         logger.info("poll of %s skipped: the previous poll is still running", endpoint.slug)
         return None
     interval = settings.BRIDGE_POLL_INTERVAL_SECONDS
+    # A poll that reads many pages may outlast the lease: keep it renewed while the poll runs.
+    heartbeat = engine.Heartbeat(
+        lambda: renew_lease(name, token, settings.BRIDGE_LEASE_SECONDS),
+        settings.BRIDGE_LEASE_SECONDS,
+        f"poll of {endpoint.slug}",
+    ).start()
     try:
         connector = get_connector(endpoint)
         refs = [
@@ -93,6 +99,7 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
         )
         return None
     finally:
+        heartbeat.stop()
         release_lease(name, token)
 
 

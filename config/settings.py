@@ -201,8 +201,10 @@ BRIDGE_RETRY_MAX_ATTEMPTS = env.int("BRIDGE_RETRY_MAX_ATTEMPTS", default=15)
 BRIDGE_POLL_INTERVAL_SECONDS = env.float("BRIDGE_POLL_INTERVAL_SECONDS", default=15)
 BRIDGE_STUCK_AFTER_SECONDS = env.float("BRIDGE_STUCK_AFTER_SECONDS", default=900)
 BRIDGE_IDLE_CLOSE_SECONDS = env.float("BRIDGE_IDLE_CLOSE_SECONDS", default=86400)
-# How long a claimed delivery stays leased to its worker; a killed worker's work is re-driven after it.
-BRIDGE_LEASE_SECONDS = env.float("BRIDGE_LEASE_SECONDS", default=120)
+# How long a claimed delivery stays leased to its worker. A heartbeat renews it every third of this
+# while the worker is still working, so it bounds how long a killed worker's delivery waits, not how
+# long a call may take.
+BRIDGE_LEASE_SECONDS = env.float("BRIDGE_LEASE_SECONDS", default=10)
 # How often the ticker looks for due work (retries, polls, stuck and idle handovers).
 BRIDGE_TICK_SECONDS = env.float("BRIDGE_TICK_SECONDS", default=1)
 BRIDGE_HTTP_CONNECT_TIMEOUT = env.float("BRIDGE_HTTP_CONNECT_TIMEOUT", default=5)

@@ -521,6 +521,47 @@ def test_f8_concurrent_posts_are_delivered_in_created_at_order(live_server, sett
         ccaas.stop()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_f8_concurrent_agent_replies_are_delivered_in_the_contact_centers_order(
+    live_server, fake_infobip, ccaas, endpoint
+):
+    """The agent side of F8: 20 replies posted to the contact-center webhook by 20 threads at once,
+    two of them in reverse order of the contact center's createdAt: the customer gets them in that
+    order, whichever request the bridge stored first."""
+    (link,) = activate(open_handover(fake_infobip))
+    url = f"{live_server.url}/webhooks/ccaas/{endpoint.slug}/"
+    events = []
+    for i in range(20):
+        event = ccaas.agent_says(link.interaction_id, f"a{i:02d}")
+        event["message"]["createdAt"] = at(100 + i)
+        events.append(event)
+    barrier = threading.Barrier(20)
+    a11_posted = threading.Event()
+    statuses: list[int] = []
+
+    def post(i: int) -> None:
+        body = json.dumps({"events": [events[i]]}).encode()
+        barrier.wait(timeout=10)
+        if i == 10:  # a10 reaches the bridge only after a11
+            a11_posted.wait(timeout=20)
+        headers = {"Content-Type": "application/json", **sign(SECRET, body)}
+        statuses.append(requests.post(url, data=body, headers=headers, timeout=30).status_code)
+        if i == 11:
+            a11_posted.set()
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert statuses == [200] * 20
+    ten, eleven = (Message.objects.get(external_id=events[i]["message"]["id"]) for i in (10, 11))
+    assert eleven.pk < ten.pk  # it was stored in reverse order
+    run_workers(3, timeout=60)
+    sent = [m["content"]["text"] for m in fake_infobip.sent_to_customer(link.conversation_id)]
+    assert_clean("F8 agent replies posted concurrently", sent, [f"a{i:02d}" for i in range(20)])
+
+
 # --- F11 ------------------------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_f11_infobip_503_for_a_while_then_agent_replies_in_order(

@@ -575,3 +575,36 @@ def test_a_webhook_echoing_what_the_bridge_wrote_in_the_contact_center_is_not_a_
     webhook(client, endpoint, reply("123", int(own), "my order is 1234", 1))
     assert not Message.objects.filter(link=link, source=Message.Source.CCAAS).exists()
     assert not Delivery.objects.filter(link=link, lane=Delivery.Lane.TO_INFOBIP).exists()
+
+
+@pytest.mark.django_db
+def test_a_takeover_note_takes_its_place_among_customer_messages_by_infobips_time(
+    client, inbound_url, fake_infobip, fake_ccaas, generic_handover, settings
+):
+    """The note that an Infobip agent joined goes between the customer messages written before and
+    after it (Infobip's event time), not after everything (the receiving process's clock)."""
+    settings.INFOBIP_AGENT_ID = "bridge-agent"
+    link = generic_handover
+    link.endpoint.config = {**link.endpoint.config, "infobip_takeover": "keep"}
+    link.endpoint.save()
+    with mock.patch("bridge.delivery.enqueue_lane"):
+        for text, created_at in (
+            ("before", "2026-01-01T10:00:01.000+00:00"),
+            ("after", "2026-01-01T10:00:03.000+00:00"),
+        ):
+            body = fake_infobip.message(link.conversation_id, text, created_at=created_at, store=False)
+            assert client.post(inbound_url, body, content_type="application/json").status_code == 200
+        event = json.loads(INFOBIP_EVENT.read_text())
+        event.update(type="CONVERSATION_ASSIGNMENT_UPDATED", timestamp="2026-01-01T10:00:02.000+00:00")
+        event["payload"].pop("message")
+        event["payload"].update(
+            id=link.conversation_id, assignee={"id": "someone-else", "name": "Bob", "role": "AGENT"}
+        )
+        with process_clock(+10):
+            assert (
+                client.post(inbound_url, data=json.dumps(event), content_type="application/json").status_code
+                == 200
+            )
+    delivery.drive_lane(link.pk, Delivery.Lane.TO_CCAAS)
+    texts = [m["content"]["text"] for m in fake_ccaas.interactions["int-1"]["messages"]]
+    assert texts == ["before", "Note: Bob also joined this conversation inside Infobip.", "after"]
