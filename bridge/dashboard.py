@@ -4,15 +4,14 @@ the tables: counts are grouped in the database, lists are capped, nothing is loa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
-from bridge.models import OPEN_STATES, CcaasEndpoint, ConversationLink, Delivery, State
+from bridge.models import CcaasEndpoint, ConversationLink, Delivery, State, today_start
 
 
 @dataclass
@@ -22,6 +21,7 @@ class EndpointFigures:
     stuck: int = 0
     failing: int = 0
     dead: int = 0
+    health: tuple[str, str] = ("", "")
     links: dict[str, str] = field(default_factory=dict)
 
 
@@ -32,6 +32,7 @@ class Overview:
     failing: int
     dead: int
     waiting_for_agent: int
+    waiting_customers: int
     closed_today: int
     oldest_waiting: dict[str, Any] | None
     endpoints: list[EndpointFigures]
@@ -41,22 +42,6 @@ class Overview:
 def _url(name: str, query: str = "") -> str:
     url = reverse(f"admin:bridge_{name}_changelist")
     return f"{url}?{query}" if query else url
-
-
-def today_start(now: datetime | None = None) -> datetime:
-    now = timezone.localtime(now or timezone.now())
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def waiting_for_agent() -> Q:
-    return Q(state=State.REQUESTED) | Q(state=State.ACTIVE, accepted_at__isnull=True)
-
-
-def failing_deliveries():
-    """Deliveries being retried right now (not yet dead)."""
-    return Delivery.objects.filter(
-        failing_since__isnull=False, state__in=[Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT]
-    )
 
 
 def overview(now: datetime | None = None) -> Overview:
@@ -76,7 +61,7 @@ def overview(now: datetime | None = None) -> Overview:
         }
         for value, label in State.choices
     ]
-    open_links = ConversationLink.objects.filter(state__in=OPEN_STATES)
+    open_links = ConversationLink.objects.open()
     stuck_by_endpoint = dict(
         ConversationLink.objects.stuck(now)
         .order_by()
@@ -88,38 +73,38 @@ def overview(now: datetime | None = None) -> Overview:
         open_links.order_by().values_list("endpoint").annotate(n=Count("pk")).values_list("endpoint", "n")
     )
     failing_by_endpoint = dict(
-        failing_deliveries()
+        Delivery.objects.failing()
         .order_by()
         .values_list("link__endpoint")
         .annotate(n=Count("pk"))
         .values_list("link__endpoint", "n")
     )
     dead_by_endpoint = dict(
-        Delivery.objects.filter(state=Delivery.Status.DEAD)
+        Delivery.objects.dead()
         .order_by()
         .values_list("link__endpoint")
         .annotate(n=Count("pk"))
         .values_list("link__endpoint", "n")
     )
-    waiting = ConversationLink.objects.filter(waiting_for_agent()).count()
-    closed_today = ConversationLink.objects.filter(closed_at__gte=today_start(now)).count()
-    oldest = (
-        Delivery.objects.filter(
-            lane=Delivery.Lane.TO_CCAAS,
-            kind=Delivery.Kind.MESSAGE,
-            state__in=[Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT, Delivery.Status.DEAD],
-        )
-        .select_related("message", "link")
-        .order_by("sort_at")
-        .first()
-    )
+    waiting = ConversationLink.objects.waiting_for_agent().count()
+    closed_today = ConversationLink.objects.closed_since(today_start(now)).count()
+    waiting_customers = Delivery.objects.waiting_customer()
+    oldest = Delivery.objects.oldest_waiting_customer()
     oldest_waiting = None
-    if oldest is not None and oldest.message is not None:
+    if oldest is not None:
+        if oldest.message is not None:
+            text = oldest.message.text[:120]
+            where = "being retried" if oldest.failing_since else oldest.get_state_display().lower()
+            if oldest.state == Delivery.Status.PENDING and oldest.link.state == State.REQUESTED:
+                where = "waiting for the interaction to open"
+        else:
+            text = ""
+            where = "the interaction is not open yet; the customer wrote just before the escalation"
         oldest_waiting = {
             "since": oldest.sort_at,
             "age": now - oldest.sort_at,
-            "text": oldest.message.text[:120],
-            "state": oldest.get_state_display(),
+            "text": text,
+            "state": where,
             "error": oldest.last_error,
             "url": reverse("admin:bridge_conversationlink_change", args=[oldest.link_id]),
         }
@@ -132,6 +117,7 @@ def overview(now: datetime | None = None) -> Overview:
                 stuck=stuck_by_endpoint.get(endpoint.pk, 0),
                 failing=failing_by_endpoint.get(endpoint.pk, 0),
                 dead=dead_by_endpoint.get(endpoint.pk, 0),
+                health=endpoint.health,
                 links={
                     "open": _url("conversationlink", f"endpoint__id__exact={endpoint.pk}&attention=open"),
                     "stuck": _url("conversationlink", f"endpoint__id__exact={endpoint.pk}&attention=stuck"),
@@ -147,6 +133,7 @@ def overview(now: datetime | None = None) -> Overview:
         failing=sum(failing_by_endpoint.values()),
         dead=sum(dead_by_endpoint.values()),
         waiting_for_agent=waiting,
+        waiting_customers=waiting_customers.values("link_id").distinct().count(),
         closed_today=closed_today,
         oldest_waiting=oldest_waiting,
         endpoints=endpoints,
@@ -155,11 +142,8 @@ def overview(now: datetime | None = None) -> Overview:
             "failing": _url("delivery", "status=failing"),
             "dead": _url("delivery", "status=dead"),
             "waiting": _url("conversationlink", "attention=waiting"),
+            "waiting_customers": _url("conversationlink", "attention=customer_waiting"),
             "closed_today": _url("conversationlink", "attention=closed_today"),
             "all": _url("conversationlink"),
         },
     )
-
-
-def stuck_cutoff(now: datetime | None = None) -> datetime:
-    return (now or timezone.now()) - timedelta(seconds=settings.BRIDGE_STUCK_AFTER_SECONDS)

@@ -27,19 +27,22 @@ from django.db import connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from bridge.causes import cause_of
 from bridge.exceptions import (
     BridgeError,
     ConfigurationError,
+    CredentialsUnreadable,
     PermanentError,
     TransientError,
     UpstreamAuthError,
-    UpstreamError,
 )
-from bridge.models import CcaasEndpoint, ConversationLink, Delivery
+from bridge.logs import for_delivery
+from bridge.models import CcaasEndpoint, ConversationLink, Delivery, State
 
 logger = logging.getLogger(__name__)
 
 TERMINAL = Delivery.TERMINAL_STATES
+OPEN = Delivery.OPEN_DELIVERY_STATES
 # An endpoint's last success is written at most this often (see _endpoint_health).
 HEALTH_WRITE_SECONDS = 5
 # A lane the sweeper queued is not queued again for this long, unless its head changes.
@@ -154,6 +157,11 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return delay
 
 
+def open_lane(link_id, lane: str):
+    """The lane's open deliveries in the order they are worked (served by delivery_open_lane_idx)."""
+    return Delivery.objects.filter(link_id=link_id, lane=lane, state__in=OPEN).order_by(*Delivery.LANE_ORDER)
+
+
 def claim_next(link_id, lane: str) -> Delivery | None:
     """Lease the head of the lane if it is due and nothing else of the lane is in flight."""
     now = timezone.now()
@@ -161,11 +169,11 @@ def claim_next(link_id, lane: str) -> Delivery | None:
         link = ConversationLink.objects.select_for_update().filter(pk=link_id).first()
         if link is None:
             return None
-        open_items = Delivery.objects.filter(link=link).exclude(state__in=TERMINAL)
-        lane_items = open_items.filter(lane=lane)
+        open_items = Delivery.objects.filter(link=link, state__in=OPEN)
+        lane_items = open_lane(link_id, lane)
         if lane_items.filter(state=Delivery.Status.IN_FLIGHT, lease_until__gt=now).exists():
             return None
-        head = lane_items.order_by(*Delivery.LANE_ORDER).first()
+        head = lane_items.first()
         if head is None:
             return None
         if head.phase >= 2 and open_items.filter(phase__lt=2).exists():
@@ -199,6 +207,7 @@ def drive_lane(link_id, lane: str, *, limit: int = 200) -> int:
     return done
 
 
+@for_delivery
 def run(delivery: Delivery, handler: Callable[[Delivery], str | None]) -> None:
     """Run one claimed delivery, its lease renewed while it runs, and record how it ended."""
     try:
@@ -208,9 +217,10 @@ def run(delivery: Delivery, handler: Callable[[Delivery], str | None]) -> None:
         logger.warning("delivery %s: lease lost mid-way; its new owner carries on", delivery.pk)
     except TransientError as exc:
         _failed(delivery, exc, permanent=False, retry_after=exc.retry_after)
-    except UpstreamAuthError as exc:
-        # Wrong credentials heal when an operator fixes them, so keep retrying on the schedule
-        # (and flag the endpoint) instead of dead-lettering a whole backlog after one try each.
+    except (UpstreamAuthError, CredentialsUnreadable) as exc:
+        # Wrong or unreadable credentials heal when an operator fixes them (or restores a removed
+        # encryption key), so keep retrying on the schedule (and show it on the endpoint) instead
+        # of dead-lettering a whole backlog after one try each.
         _failed(delivery, exc, permanent=False)
     except (PermanentError, ConfigurationError) as exc:
         _failed(delivery, exc, permanent=True)
@@ -242,16 +252,41 @@ def _succeeded(delivery: Delivery, note: str | None) -> None:
     from bridge import services
 
     now = timezone.now()
-    state = Delivery.Status.SKIPPED if note and note.startswith("skipped") else Delivery.Status.DONE
+    skipped = bool(note and note.startswith("skipped"))
+    state = Delivery.Status.SKIPPED if skipped else Delivery.Status.DONE
     with transaction.atomic():
-        if not _finish(delivery, state=state, done_at=now, failing_since=None, last_error=note or ""):
+        fields = {
+            "state": state,
+            "done_at": now,
+            "failing_since": None,
+            "last_error": note or "",
+            "cause": "",
+        }
+        if not _finish(delivery, **fields):
             return
-        _endpoint_health(delivery, None)
-        if delivery.attempts > 1:
-            delivery.link.note(
-                "delivered", f"{_label(delivery)} succeeded after {delivery.attempts} attempts"
-            )
+        link = delivery.link
+        if skipped:
+            # Nothing was sent: never counted or worded as delivered, and no evidence of health.
+            link.note("skipped", f"{_label(delivery)} not sent: {note.removeprefix('skipped:').strip()}")
+        else:
+            _endpoint_health(delivery, None)
+            if delivery.attempts > 1 or delivery.last_error:
+                tries = f"{delivery.attempts} attempt{'' if delivery.attempts == 1 else 's'}"
+                link.note(
+                    "delivered",
+                    f"{_label(delivery)} delivered after {tries}; the earlier error is cleared: "
+                    f"{delivery.last_error or 'see above'}",
+                )
+        if delivery.last_error:
+            clear_recovered_error(link.pk)
         services.after_delivery(delivery.link_id)
+
+
+def clear_recovered_error(link_id) -> None:
+    """A handover's last error goes once nothing of it is failing or dead any more."""
+    rest = Delivery.objects.filter(link_id=link_id)
+    if not (rest.failing().exists() or rest.dead().exists()):
+        ConversationLink.objects.filter(pk=link_id).exclude(state=State.FAILED).update(last_error="")
 
 
 def _failed(
@@ -266,7 +301,13 @@ def _failed(
     with transaction.atomic():
         if permanent or exhausted:
             why = "permanent error" if permanent else f"gave up after {delivery.attempts} attempts"
-            if not _finish(delivery, state=Delivery.Status.DEAD, done_at=now, last_error=f"{why}: {error}"):
+            if not _finish(
+                delivery,
+                state=Delivery.Status.DEAD,
+                done_at=now,
+                last_error=f"{why}: {error}",
+                cause=cause_of(exc),
+            ):
                 return
             logger.error("delivery %s of handover %s is dead (%s): %s", delivery.pk, link.pk, why, error)
             link.note("dead_letter", f"{_label(delivery)}: {why}: {error}")
@@ -284,6 +325,7 @@ def _failed(
                 next_attempt_at=now + timedelta(seconds=delay),
                 failing_since=delivery.failing_since or now,
                 last_error=error,
+                cause=cause_of(exc),
             ):
                 return
             logger.warning(
@@ -324,10 +366,8 @@ def _tell_ccaas_undelivered(delivery_id: int, error: str) -> None:
 def _hold_lane_behind(dead: Delivery, error: str) -> None:
     """The contact center (or Infobip) stayed down past the schedule: dead-letter the rest of the
     lane with it, so a retry from the admin re-sends all of them in their original order."""
-    held = (
-        Delivery.objects.filter(link_id=dead.link_id, lane=dead.lane, kind=Delivery.Kind.MESSAGE)
-        .exclude(state__in=TERMINAL)
-        .exclude(state=Delivery.Status.IN_FLIGHT)
+    held = Delivery.objects.filter(
+        link_id=dead.link_id, lane=dead.lane, kind=Delivery.Kind.MESSAGE, state=Delivery.Status.PENDING
     )
     held.update(
         state=Delivery.Status.DEAD,
@@ -337,40 +377,32 @@ def _hold_lane_behind(dead: Delivery, error: str) -> None:
 
 
 def _endpoint_health(delivery: Delivery, exc: BaseException | None) -> None:
-    """Keep the endpoint's last success / last error current for contact-center calls."""
+    """Record the outcome of a contact-center call on its endpoint (CcaasEndpoint.record_*)."""
     if delivery.lane != Delivery.Lane.TO_CCAAS or delivery.link.endpoint_id is None:
         return
-    now = timezone.now()
-    endpoints = CcaasEndpoint.objects.filter(pk=delivery.link.endpoint_id)
+    endpoint = CcaasEndpoint(pk=delivery.link.endpoint_id)
     if exc is None:
-        # Every worker delivering to this contact center would otherwise write this one row per
-        # message, and on PostgreSQL queue up on its lock until commit: write only when it says
-        # something new (a recovery, or a last success older than a few seconds).
-        stale = Q(last_success_at__isnull=True) | Q(
-            last_success_at__lt=now - timedelta(seconds=HEALTH_WRITE_SECONDS)
-        )
-        endpoints.filter(stale | Q(auth_failed=True)).update(last_success_at=now, auth_failed=False)
-    elif isinstance(exc, UpstreamError | ConfigurationError):
-        endpoints.update(
-            last_error=str(exc)[:2000], last_error_at=now, auth_failed=isinstance(exc, UpstreamAuthError)
-        )
+        endpoint.record_success(throttle_seconds=HEALTH_WRITE_SECONDS)
+    else:
+        endpoint.record_failure(exc)
+
+
+def due_deliveries(now):
+    """What the sweeper looks at (served by delivery_pending_due_idx and delivery_lease_expiry_idx)."""
+    renudge = now - timedelta(seconds=min(RENUDGE_SECONDS, settings.BRIDGE_LEASE_SECONDS))
+    fresh_grace = now - timedelta(seconds=5)
+    return Delivery.objects.filter(
+        Q(state=Delivery.Status.PENDING, next_attempt_at__lte=now)
+        & (Q(attempts__gt=0) | Q(created_at__lt=fresh_grace))
+        | Q(state=Delivery.Status.IN_FLIGHT, lease_until__lte=now)
+    ).filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=renudge))
 
 
 def due_lanes(now=None) -> list[tuple[str, str]]:
     """Lanes with work a worker should pick up now: retries that came due, claims whose worker died,
     and fresh work whose queue message was lost. Marks them so the next tick does not repeat them."""
     now = now or timezone.now()
-    renudge = now - timedelta(seconds=min(RENUDGE_SECONDS, settings.BRIDGE_LEASE_SECONDS))
-    fresh_grace = now - timedelta(seconds=5)
-    candidates = (
-        Delivery.objects.filter(
-            Q(state=Delivery.Status.PENDING, next_attempt_at__lte=now)
-            & (Q(attempts__gt=0) | Q(created_at__lt=fresh_grace))
-            | Q(state=Delivery.Status.IN_FLIGHT, lease_until__lte=now)
-        )
-        .filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=renudge))
-        .values_list("pk", "link_id", "lane")[:5000]
-    )
+    candidates = due_deliveries(now).values_list("pk", "link_id", "lane")[:5000]
     lanes: dict[tuple[str, str], int] = {}
     for pk, link_id, lane in candidates:
         lanes.setdefault((str(link_id), lane), pk)
@@ -401,7 +433,7 @@ def retry_dead(deliveries) -> int:
 
 
 def lane_is_idle(link: ConversationLink) -> bool:
-    return not Delivery.objects.filter(link=link).exclude(state__in=TERMINAL).exists()
+    return not Delivery.objects.filter(link=link, state__in=OPEN).exists()
 
 
 def drain(*, rounds: int = 20) -> int:

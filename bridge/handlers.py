@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from bridge import delivery as engine
 from bridge import media
+from bridge.causes import INFOBIP
 from bridge.connectors import get_connector
 from bridge.exceptions import ConversationClosedError, InteractionOverError, NotFoundError, PermanentError
 from bridge.models import ConversationLink, Delivery, Message, OwnMessage, State, Tag
@@ -98,10 +99,13 @@ def handle_open(delivery: Delivery) -> str | None:
     try:
         conversation = client.get_conversation(link.conversation_id)
     except NotFoundError as exc:
-        raise PermanentError(f"conversation {link.conversation_id} does not exist on Infobip") from exc
+        raise NotFoundError(
+            f"conversation {link.conversation_id} does not exist on Infobip", service=INFOBIP
+        ) from exc
     if str(conversation.get("status", "")).upper() == "CLOSED":
-        raise PermanentError(
-            f"conversation {link.conversation_id} is already closed on Infobip; nothing was sent"
+        raise ConversationClosedError(
+            f"conversation {link.conversation_id} is already closed on Infobip; nothing was sent",
+            service=INFOBIP,
         )
     history = client.get_messages(link.conversation_id)
     tags = client.get_tags(link.conversation_id)

@@ -8,7 +8,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -46,6 +47,28 @@ CROSS_ORIGIN_SAFE_HEADERS = frozenset({"user-agent", "accept", "accept-encoding"
 MAX_REDIRECTS = 5
 
 _sessions = threading.local()
+_counting = threading.local()
+
+
+class CallCount:
+    """How many requests were sent (whatever their answer) inside `count_calls()`."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+
+@contextmanager
+def count_calls() -> Iterator[CallCount]:
+    """Count the requests this thread sends through `request()` in the block, so a caller can tell a
+    real call from a cycle that had nothing to ask (endpoint health is written only after a call)."""
+    outer = getattr(_counting, "current", None)
+    count = _counting.current = CallCount()
+    try:
+        yield count
+    finally:
+        _counting.current = outer
+        if outer is not None:
+            outer.sent += count.sent
 
 
 class DestinationRefused(Exception):
@@ -257,6 +280,9 @@ def request(
 def _send(
     session: requests.Session, method: str, url: str, *, service: str, **kwargs: Any
 ) -> requests.Response:
+    counting = getattr(_counting, "current", None)
+    if counting is not None:
+        counting.sent += 1
     try:
         return session.request(method, url, **kwargs)
     except DestinationRefused as exc:

@@ -6,67 +6,91 @@ cheap with millions of delivered messages.
 
 from __future__ import annotations
 
-from django.db.models import Count, Min
+from django.db.models import Count
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery
 
+GAUGES = {
+    "bridge_handovers": ("Handovers by state", ["state"]),
+    "bridge_handovers_stuck": ("Open handovers that are stuck", []),
+    "bridge_handovers_waiting_for_agent": (
+        "Open handovers no agent has accepted or written in yet",
+        [],
+    ),
+    "bridge_customers_waiting": (
+        "Handovers with a customer message (or the open) not yet delivered to the contact center",
+        [],
+    ),
+    "bridge_deliveries": ("Deliveries not yet delivered, by state and lane", ["state", "lane"]),
+    "bridge_deliveries_failing": ("Deliveries being retried right now (not dead)", []),
+    "bridge_dead_letters": ("Deliveries that were given up (dead letters), until retried", []),
+    "bridge_oldest_pending_customer_message_seconds": (
+        "How long the longest-waiting customer has waited for the contact center (queued, behind "
+        "the open, being retried or dead-lettered)",
+        [],
+    ),
+    "bridge_endpoint_auth_failed": (
+        "1 when the endpoint's contact center refused our credentials",
+        ["endpoint"],
+    ),
+    "bridge_endpoint_healthy": (
+        "1 when the last call to the endpoint succeeded, 0 when it failed (no sample before any call)",
+        ["endpoint"],
+    ),
+}
+
+
+def _gauge(name: str, value: float | None = None) -> GaugeMetricFamily:
+    text, labels = GAUGES[name]
+    if value is None:
+        return GaugeMetricFamily(name, text, labels=labels)
+    return GaugeMetricFamily(name, text, value=value)
+
 
 class BridgeCollector:
+    """Every figure comes from the models' predicates, the same the console's overview and lists use."""
+
     def describe(self):
         # Names only: describing must not touch the database (it runs at start-up).
-        yield GaugeMetricFamily("bridge_handovers", "Handovers by state", labels=["state"])
-        yield GaugeMetricFamily("bridge_handovers_stuck", "Open handovers that are stuck")
-        yield GaugeMetricFamily(
-            "bridge_deliveries", "Deliveries not yet delivered, by state and lane", labels=["state", "lane"]
-        )
-        yield GaugeMetricFamily(
-            "bridge_oldest_pending_customer_message_seconds", "Age of the oldest undelivered customer message"
-        )
-        yield GaugeMetricFamily(
-            "bridge_endpoint_auth_failed",
-            "1 when the endpoint's contact center refused our credentials",
-            labels=["endpoint"],
-        )
+        for name in GAUGES:
+            yield _gauge(name)
 
     def collect(self):
-        handovers = GaugeMetricFamily("bridge_handovers", "Handovers by state", labels=["state"])
+        handovers = _gauge("bridge_handovers")
         for row in ConversationLink.objects.order_by().values("state").annotate(n=Count("pk")):
             handovers.add_metric([row["state"]], row["n"])
         yield handovers
-        yield GaugeMetricFamily(
-            "bridge_handovers_stuck",
-            "Open handovers that are stuck",
-            value=ConversationLink.objects.stuck().count(),
+        yield _gauge("bridge_handovers_stuck", ConversationLink.objects.stuck().count())
+        yield _gauge(
+            "bridge_handovers_waiting_for_agent", ConversationLink.objects.waiting_for_agent().count()
         )
-        deliveries = GaugeMetricFamily(
-            "bridge_deliveries", "Deliveries not yet delivered, by state and lane", labels=["state", "lane"]
-        )
-        waiting = Delivery.objects.filter(
+        waiting = Delivery.objects.waiting_customer()
+        yield _gauge("bridge_customers_waiting", waiting.values("link_id").distinct().count())
+        deliveries = _gauge("bridge_deliveries")
+        undelivered = Delivery.objects.filter(
             state__in=[Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT, Delivery.Status.DEAD]
         ).order_by()
-        for row in waiting.values("state", "lane").annotate(n=Count("pk")):
+        for row in undelivered.values("state", "lane").annotate(n=Count("pk")):
             deliveries.add_metric([row["state"], row["lane"]], row["n"])
         yield deliveries
-        oldest = (
-            waiting.filter(lane=Delivery.Lane.TO_CCAAS, kind=Delivery.Kind.MESSAGE)
-            .exclude(state=Delivery.Status.DEAD)
-            .aggregate(oldest=Min("sort_at"))["oldest"]
-        )
-        yield GaugeMetricFamily(
-            "bridge_oldest_pending_customer_message_seconds",
-            "Age of the oldest undelivered customer message",
-            value=(timezone.now() - oldest).total_seconds() if oldest else 0,
-        )
-        auth = GaugeMetricFamily(
-            "bridge_endpoint_auth_failed",
-            "1 when the endpoint's contact center refused our credentials",
-            labels=["endpoint"],
-        )
-        for slug, failed in CcaasEndpoint.objects.values_list("slug", "auth_failed"):
-            auth.add_metric([slug], 1 if failed else 0)
+        yield _gauge("bridge_deliveries_failing", Delivery.objects.failing().count())
+        yield _gauge("bridge_dead_letters", Delivery.objects.dead().count())
+        oldest = Delivery.objects.oldest_waiting_customer()
+        age = (timezone.now() - oldest.sort_at).total_seconds() if oldest else 0
+        yield _gauge("bridge_oldest_pending_customer_message_seconds", max(0.0, age))
+        auth = _gauge("bridge_endpoint_auth_failed")
+        healthy = _gauge("bridge_endpoint_healthy")
+        for endpoint in CcaasEndpoint.objects.order_by("slug"):
+            auth.add_metric([endpoint.slug], 1 if endpoint.auth_failed else 0)
+            label, _ = endpoint.health
+            if label == "healthy":
+                healthy.add_metric([endpoint.slug], 1)
+            elif label in ("unhealthy", "credentials refused"):
+                healthy.add_metric([endpoint.slug], 0)
         yield auth
+        yield healthy
 
 
 _registered = False

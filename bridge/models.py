@@ -20,10 +20,38 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 from django.utils import timezone
 
-from bridge.fields import RotatingEncryptedJSONField
+from bridge.causes import Cause, touches_endpoint
+from bridge.exceptions import UpstreamAuthError
+from bridge.fields import RotatingEncryptedJSONField, is_readable
+
+
+def stuck_cutoff(now=None):
+    """Older than this and still not active, closing, or failing: stuck (BRIDGE_STUCK_AFTER_SECONDS)."""
+    return (now or timezone.now()) - timedelta(seconds=settings.BRIDGE_STUCK_AFTER_SECONDS)
+
+
+def today_start(now=None):
+    now = timezone.localtime(now or timezone.now())
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class CcaasEndpointQuerySet(models.QuerySet):
+    """Endpoint health, from evidence only: the outcome of the last real call to the contact center.
+
+    Unhealthy: enabled, and the last call failed (`last_error` set) or the credentials were refused.
+    Healthy: enabled, a call succeeded, and none failed since. Anything else: no call made yet.
+    """
+
+    UNHEALTHY = Q(auth_failed=True) | ~Q(last_error="")
+
+    def unhealthy(self) -> CcaasEndpointQuerySet:
+        return self.filter(enabled=True).filter(self.UNHEALTHY)
+
+    def healthy(self) -> CcaasEndpointQuerySet:
+        return self.filter(enabled=True, last_success_at__isnull=False).exclude(self.UNHEALTHY)
 
 
 class CcaasEndpoint(models.Model):
@@ -59,6 +87,8 @@ class CcaasEndpoint(models.Model):
     poll_next_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CcaasEndpointQuerySet.as_manager()
 
     class Meta:
         verbose_name = "contact-center endpoint"
@@ -97,6 +127,52 @@ class CcaasEndpoint(models.Model):
     def webhook_url(self) -> str:
         return f"{settings.BRIDGE_PUBLIC_URL}/webhooks/ccaas/{self.slug}/"
 
+    # --- health: the only writers of last_success_at / last_error / auth_failed ---------------------
+    def record_success(self, *, now=None, throttle_seconds: float = 0) -> None:
+        """A real call to this contact center succeeded: healthy, errors cleared.
+
+        With `throttle_seconds`, a healthy endpoint's last success is rewritten at most that often
+        (many workers delivering to one contact center would otherwise all write this one row).
+        Call only after a call was made: a poll with nothing to ask, or a skipped delivery, is no
+        evidence and must not call this.
+        """
+        now = now or timezone.now()
+        stale = Q(last_success_at__isnull=True) | Q(
+            last_success_at__lt=now - timedelta(seconds=throttle_seconds)
+        )
+        CcaasEndpoint.objects.filter(pk=self.pk).filter(stale | CcaasEndpointQuerySet.UNHEALTHY).update(
+            last_success_at=now, auth_failed=False, last_error=""
+        )
+        self.last_success_at, self.auth_failed, self.last_error = now, False, ""
+
+    def record_failure(self, exc: BaseException, *, now=None) -> bool:
+        """A real call to this contact center failed (or its settings cannot work): unhealthy, with
+        the time and the error's operator-worded text. Errors that are Infobip's, not the contact
+        center's, are ignored. Returns whether anything was recorded."""
+        if not touches_endpoint(exc):
+            return False
+        now = now or timezone.now()
+        error = (str(exc) or type(exc).__name__)[:2000]
+        auth = isinstance(exc, UpstreamAuthError)
+        CcaasEndpoint.objects.filter(pk=self.pk).update(last_error=error, last_error_at=now, auth_failed=auth)
+        self.last_error, self.last_error_at, self.auth_failed = error, now, auth
+        return True
+
+    @property
+    def health(self) -> tuple[str, str]:
+        """(label, tone) for the console, by the same rules as CcaasEndpointQuerySet."""
+        if not self.enabled:
+            return "disabled", "muted"
+        if not is_readable(self):
+            return "credentials unreadable", "bad"
+        if self.auth_failed:
+            return "credentials refused", "bad"
+        if self.last_error:
+            return "unhealthy", "bad"
+        if self.last_success_at:
+            return "healthy", "ok"
+        return "no call yet", "muted"
+
 
 class State(models.TextChoices):
     REQUESTED = "REQUESTED", "Requested"
@@ -111,32 +187,51 @@ PRIORITIES = ("LOW", "NORMAL", "HIGH", "URGENT")
 
 
 class ConversationLinkQuerySet(models.QuerySet):
+    """The handover predicates every reader uses: the console, /metrics, the commands, the alerts."""
+
     def open(self) -> ConversationLinkQuerySet:
         return self.filter(state__in=OPEN_STATES)
 
-    def stuck(self, now=None) -> ConversationLinkQuerySet:
-        """Not yet active too long after the escalation, closing too long, with a delivery failing
-        too long, or open with a dead letter (at once: nothing will retry it by itself)."""
-        cutoff = (now or timezone.now()) - timedelta(seconds=settings.BRIDGE_STUCK_AFTER_SECONDS)
-        failing = Delivery.objects.filter(link=OuterRef("pk"), failing_since__lt=cutoff).exclude(
-            state__in=Delivery.TERMINAL_STATES
-        )
-        # A dead letter will not be retried by itself: someone must look, at once.
-        dead = Delivery.objects.filter(link=OuterRef("pk"), state=Delivery.Status.DEAD)
-        return self.filter(
+    @staticmethod
+    def stuck_condition(now=None) -> Q:
+        """Not yet active too long after the escalation, closing too long, with a delivery being
+        retried for longer than BRIDGE_STUCK_AFTER_SECONDS, or open with a dead letter (at once:
+        nothing will retry it by itself, so someone must look)."""
+        cutoff = stuck_cutoff(now)
+        failing = Delivery.objects.failing().filter(link=OuterRef("pk"), failing_since__lt=cutoff)
+        dead = Delivery.objects.dead().filter(link=OuterRef("pk"))
+        return (
             Q(state=State.REQUESTED, escalated_at__lt=cutoff)
             | Q(state=State.CLOSING, closing_at__lt=cutoff)
             | Q(state__in=OPEN_STATES) & Exists(failing)
             | Q(state__in=OPEN_STATES) & Exists(dead)
         )
 
-    def delivery_failing(self) -> ConversationLinkQuerySet:
-        failing = (
-            Delivery.objects.filter(link=OuterRef("pk"), failing_since__isnull=False)
-            .exclude(state=Delivery.Status.DONE)
-            .exclude(state=Delivery.Status.SKIPPED)
+    def stuck(self, now=None) -> ConversationLinkQuerySet:
+        return self.filter(self.stuck_condition(now))
+
+    def with_stuck(self, now=None) -> ConversationLinkQuerySet:
+        """Annotate `stuck_now` (boolean) for lists that show the flag on every row."""
+        return self.annotate(
+            stuck_now=ExpressionWrapper(self.stuck_condition(now), output_field=BooleanField())
         )
-        return self.filter(Exists(failing))
+
+    def failing(self) -> ConversationLinkQuerySet:
+        """With a delivery being retried right now (not yet dead)."""
+        return self.filter(Exists(Delivery.objects.failing().filter(link=OuterRef("pk"))))
+
+    def with_dead_letters(self) -> ConversationLinkQuerySet:
+        return self.filter(Exists(Delivery.objects.dead().filter(link=OuterRef("pk"))))
+
+    def waiting_for_agent(self) -> ConversationLinkQuerySet:
+        """Open, and no agent has accepted the interaction or written in it yet."""
+        agent_wrote = Message.objects.filter(link=OuterRef("pk"), source=Message.Source.CCAAS)
+        return self.filter(state__in=(State.REQUESTED, State.ACTIVE), accepted_at__isnull=True).exclude(
+            Exists(agent_wrote)
+        )
+
+    def closed_since(self, when) -> ConversationLinkQuerySet:
+        return self.filter(closed_at__gte=when)
 
 
 class ConversationLink(models.Model):
@@ -212,6 +307,9 @@ class ConversationLink(models.Model):
         return self.state in OPEN_STATES
 
     def is_stuck(self, now=None) -> bool:
+        stuck = getattr(self, "stuck_now", None)
+        if stuck is not None and now is None:
+            return bool(stuck)
         return ConversationLink.objects.stuck(now).filter(pk=self.pk).exists()
 
     def note(self, kind: str, text: str = "", actor: str = "") -> HandoverEvent:
@@ -286,6 +384,38 @@ class Message(models.Model):
 LANE_ORDER = ("phase", "sort_at", "sort_seq", "id")
 
 
+class DeliveryQuerySet(models.QuerySet):
+    """The delivery predicates every reader uses (console, /metrics, alerts)."""
+
+    def failing(self) -> DeliveryQuerySet:
+        """Being retried right now: failed at least once, not yet delivered, skipped or dead."""
+        return self.filter(
+            failing_since__isnull=False, state__in=(Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT)
+        )
+
+    def dead(self) -> DeliveryQuerySet:
+        return self.filter(state=Delivery.Status.DEAD)
+
+    def waiting_customer(self) -> DeliveryQuerySet:
+        """What keeps a customer waiting for the contact center: their messages not yet delivered,
+        and opens not yet done (the customer wrote just before the escalation), whether queued,
+        behind a pending open, being retried or dead-lettered; on handovers that are open, or
+        failed and not handed back to Infobip's agents."""
+        routed_back = Delivery.objects.filter(
+            link=OuterRef("link"), kind=Delivery.Kind.ROUTE_BACK, state=Delivery.Status.DONE
+        )
+        return self.filter(
+            lane=Delivery.Lane.TO_CCAAS,
+            kind__in=(Delivery.Kind.OPEN, Delivery.Kind.MESSAGE),
+            state__in=(Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT, Delivery.Status.DEAD),
+            link__state__in=(*OPEN_STATES, State.FAILED),
+        ).exclude(Exists(routed_back))
+
+    def oldest_waiting_customer(self) -> Delivery | None:
+        """The delivery behind the customer who has waited longest (see waiting_customer), or None."""
+        return self.waiting_customer().select_related("message", "link").order_by("sort_at", "id").first()
+
+
 class Delivery(models.Model):
     """One call the bridge owes another system, with its retry state (the transactional outbox).
 
@@ -314,10 +444,13 @@ class Delivery(models.Model):
         PENDING = "PENDING", "Pending"
         IN_FLIGHT = "IN_FLIGHT", "In flight"
         DONE = "DONE", "Delivered"
-        SKIPPED = "SKIPPED", "Not needed"
+        SKIPPED = "SKIPPED", "Skipped (not sent)"
         DEAD = "DEAD", "Dead letter"
 
     TERMINAL_STATES = (Status.DONE, Status.SKIPPED, Status.DEAD)
+    # Queries for work to do filter on exactly this, so the partial indexes below (over open
+    # deliveries only) serve them: their cost follows the work waiting, not the history kept.
+    OPEN_DELIVERY_STATES = (Status.PENDING, Status.IN_FLIGHT)
     LANE_ORDER = LANE_ORDER
     PHASES = {Kind.OPEN: 0, Kind.MESSAGE: 1, Kind.CLOSE_CCAAS: 2, Kind.CLOSE_INFOBIP: 2, Kind.ROUTE_BACK: 2}
 
@@ -342,9 +475,17 @@ class Delivery(models.Model):
     )
     failing_since = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    cause = models.CharField(
+        max_length=24,
+        choices=Cause.choices,
+        blank=True,
+        help_text="Why the last attempt failed, as an operator can act on it; empty once delivered.",
+    )
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     done_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "deliveries"
@@ -355,6 +496,19 @@ class Delivery(models.Model):
             models.Index(fields=["state", "lease_until"]),
             models.Index(fields=["failing_since"]),
             models.Index(fields=["lane", "state", "sort_at"], name="delivery_lane_waiting_idx"),
+            # The next delivery of a lane (claims), and whether a handover has work left.
+            models.Index(
+                fields=["link", "lane", *LANE_ORDER],
+                condition=Q(state__in=("PENDING", "IN_FLIGHT")),
+                name="delivery_open_lane_idx",
+            ),
+            # The sweeper: retries that came due, claims whose lease ran out.
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(state="PENDING"), name="delivery_pending_due_idx"
+            ),
+            models.Index(
+                fields=["lease_until"], condition=Q(state="IN_FLIGHT"), name="delivery_lease_expiry_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -545,3 +699,120 @@ class InfobipBot(models.Model):
     @property
     def secret(self) -> str:
         return str((self.credentials or {}).get("secret") or "")
+
+
+class AlertChannel(models.Model):
+    """Where people are told when something goes wrong: an e-mail list or a chat webhook.
+
+    Operators subscribe a channel to the kinds of incident they want (`events`); each incident is
+    sent once when it starts and once when it is over, through the alert outbox (AlertNotification).
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        SLACK = "slack", "Slack incoming webhook"
+        TEAMS = "teams", "Microsoft Teams incoming webhook"
+        JSON = "json", "Generic JSON webhook"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.EMAIL)
+    target = RotatingEncryptedJSONField(
+        default=dict,
+        blank=True,
+        help_text='{"to": ["ops@example.com"]} for e-mail, {"url": "https://hooks..."} for webhooks; '
+        "stored encrypted (webhook URLs carry their own secret).",
+    )
+    events = models.JSONField(
+        default=list, blank=True, help_text="The incident kinds this channel is told about."
+    )
+    enabled = models.BooleanField(default=True)
+    max_per_hour = models.PositiveIntegerField(
+        default=30, help_text="At most this many messages an hour; further incidents are counted, not sent."
+    )
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "alert channel"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertIncident(models.Model):
+    """One thing that went wrong, from when it was first seen until it was over (once per incident)."""
+
+    class Kind(models.TextChoices):
+        STUCK = "stuck", "Stuck handover"
+        DEAD_LETTER = "dead_letter", "Dead letter"
+        ENDPOINT = "endpoint", "Endpoint unhealthy"
+        WORKER = "worker", "Worker heartbeat missing"
+        WAITING = "waiting", "Customer waiting too long"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    key = models.CharField(
+        max_length=255, help_text="What the incident is about: a handover id, an endpoint."
+    )
+    summary = models.CharField(max_length=500)
+    opened_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "key"], condition=Q(resolved_at__isnull=True), name="one_open_incident"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.key}"
+
+
+class AlertNotification(models.Model):
+    """The alert outbox: one message owed to one channel, retried with backoff, dead-lettered
+    visibly after BRIDGE_RETRY_MAX_ATTEMPTS, like every other delivery of the bridge."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        DONE = "DONE", "Sent"
+        SKIPPED = "SKIPPED", "Not sent (rate limit)"
+        DEAD = "DEAD", "Dead letter"
+
+    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="notifications")
+    incident = models.ForeignKey(AlertIncident, on_delete=models.CASCADE, related_name="notifications")
+    recovery = models.BooleanField(default=False, help_text="The incident is over.")
+    subject = models.CharField(max_length=255)
+    text = models.TextField()
+    state = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "alert notification"
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class RetiredEncryptionKey(models.Model):
+    """A key of BRIDGE_ENCRYPTION_KEYS that `bridge_rotate_keys` moved every value off.
+
+    Only a fingerprint is kept (the first 16 hex digits of the key's SHA-256), never the key. It
+    lets the command refuse keys given oldest-first: a retired key must never encrypt again.
+    """
+
+    fingerprint = models.CharField(max_length=16, unique=True)
+    retired_at = models.DateTimeField(default=timezone.now)
+    values_moved = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"key {self.fingerprint} (retired {self.retired_at:%Y-%m-%d})"

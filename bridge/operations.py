@@ -9,7 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from bridge import delivery as engine
-from bridge import services
+from bridge import http, services
+from bridge.connectors import get_connector
+from bridge.exceptions import BridgeError
 from bridge.models import OPEN_STATES, CcaasEndpoint, ConversationLink, Delivery, Message, State
 from bridge.types import CloseReason
 
@@ -123,3 +125,19 @@ def resend_message(message: Message, *, actor: str) -> Delivery:
         link.note("resend", f"message {message.external_id} queued again", actor=actor)
     row.refresh_from_db()
     return row
+
+
+def test_connection(endpoint: CcaasEndpoint) -> str:
+    """Call the contact center once (the connector's check) and record the outcome on the endpoint's
+    health like any other call. Returns the connector's answer; raises OperationError with the
+    reason when the call failed (recorded as the endpoint's last error)."""
+    with http.count_calls():
+        try:
+            answer = get_connector(endpoint).check_connection()
+        except NotImplementedError as exc:
+            raise OperationError(f"{endpoint.kind} endpoints have no connection test") from exc
+        except BridgeError as exc:
+            endpoint.record_failure(exc)
+            raise OperationError(f"connection test failed: {exc}") from exc
+    endpoint.record_success()
+    return str(answer)

@@ -14,11 +14,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from bridge import alerts, bots, handlers, http, reconcile, retention, services
 from bridge import delivery as engine
-from bridge import handlers, reconcile, retention, services
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError
-from bridge.models import CcaasEndpoint, Lease
+from bridge.models import CcaasEndpoint, InfobipBot, Lease
 
 # How often the retention pass runs when a retention period is set.
 RETENTION_EVERY_SECONDS = 3600
@@ -73,34 +73,39 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
         settings.BRIDGE_LEASE_SECONDS,
         f"poll of {endpoint.slug}",
     ).start()
-    try:
-        connector = get_connector(endpoint)
-        refs = [
-            handlers.interaction_ref(link)
-            for link in endpoint.handovers.filter(state__in=["ACTIVE", "CLOSING"]).exclude(interaction_id="")
-        ]
-        result = connector.poll(endpoint.poll_cursor, refs)
-        ingested = services.ingest_events(endpoint, result.events, cursor=result.cursor)
-        CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
-            last_success_at=timezone.now(), poll_next_at=timezone.now() + timedelta(seconds=interval)
-        )
-        return ingested
-    except BridgeError as exc:
-        delay = (
-            max(interval, getattr(exc, "retry_after", None) or 0)
-            if isinstance(exc, TransientError)
-            else interval
-        )
-        logger.warning("poll of %s failed: %s", endpoint.slug, exc)
-        CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
-            last_error=str(exc)[:2000],
-            last_error_at=timezone.now(),
-            poll_next_at=timezone.now() + timedelta(seconds=delay),
-        )
-        return None
-    finally:
-        heartbeat.stop()
-        release_lease(name, token)
+    with http.count_calls() as calls:
+        try:
+            connector = get_connector(endpoint)
+            refs = [
+                handlers.interaction_ref(link)
+                for link in endpoint.handovers.filter(state__in=["ACTIVE", "CLOSING"]).exclude(
+                    interaction_id=""
+                )
+            ]
+            result = connector.poll(endpoint.poll_cursor, refs)
+            ingested = services.ingest_events(endpoint, result.events, cursor=result.cursor)
+            # Health only from evidence: a cycle with nothing to ask made no call and proves nothing.
+            if calls.sent:
+                endpoint.record_success()
+            CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
+                poll_next_at=timezone.now() + timedelta(seconds=interval)
+            )
+            return ingested
+        except BridgeError as exc:
+            delay = (
+                max(interval, getattr(exc, "retry_after", None) or 0)
+                if isinstance(exc, TransientError)
+                else interval
+            )
+            logger.warning("poll of %s failed: %s", endpoint.slug, exc)
+            endpoint.record_failure(exc)
+            CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
+                poll_next_at=timezone.now() + timedelta(seconds=delay)
+            )
+            return None
+        finally:
+            heartbeat.stop()
+            release_lease(name, token)
 
 
 def polls(endpoint: CcaasEndpoint) -> bool:
@@ -176,8 +181,22 @@ def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
             retention.apply()
         else:
             async_task("bridge.tasks.apply_retention", task_name="retention")
+    # External bots (bridge.bots): notice one disabled or deleted on Infobip, when any is registered.
+    if (
+        settings.BRIDGE_BOT_CHECK_SECONDS > 0
+        and InfobipBot.objects.exists()
+        and acquire_lease("bot-check", settings.BRIDGE_BOT_CHECK_SECONDS) is not None
+    ):
+        if inline:
+            bots.check_all()
+        else:
+            async_task("bridge.bots.check_all", task_name="bot-check")
     result.stuck = services.flag_stuck()
     result.idle_closed = services.close_idle()
+    try:
+        alerts.run()
+    except Exception:  # alerts must never stop the ticker; failures are on the alert outbox
+        logger.exception("alert round failed")
     if inline:
         # idle closes and polls may have queued work of their own: carry it out too
         for link_id, lane in engine.due_lanes(timezone.now() + timedelta(seconds=5)):

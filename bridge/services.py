@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, transaction
 from django.db.models import Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from bridge import delivery as engine
+from bridge.causes import Cause
 from bridge.exceptions import BridgeError, NotFoundError
 from bridge.infobip.client import InfobipClient
 from bridge.models import (
@@ -27,6 +28,7 @@ from bridge.models import (
     CcaasEndpoint,
     ConversationLink,
     Delivery,
+    HandoverEvent,
     InboundEvent,
     Message,
     OwnMessage,
@@ -187,6 +189,8 @@ class Recorded:
     stored: int = 0
     duplicates: int = 0
     ignored: int = 0
+    normalised: int = 0  # stored with a value changed so both databases can keep it (bridge.inputs)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (message id, why)
 
 
 def record_inbound(messages: Iterable[InfobipMessage]) -> Recorded:
@@ -206,8 +210,17 @@ def record_inbound(messages: Iterable[InfobipMessage]) -> Recorded:
         )
         if link is None:
             result.ignored += 1
-        elif record_once(link, message):
+            continue
+        try:
+            stored = record_once(link, message)
+        except DataError as exc:
+            # Last line of defence: bridge.inputs should have caught it; refuse this message only.
+            logger.warning("customer message %s could not be stored: %s", message.id, exc)
+            result.refused.append((message.id, "a value of this message cannot be stored"))
+            continue
+        if stored:
             result.stored += 1
+            result.normalised += bool(message.normalised)
         else:
             result.duplicates += 1
     return result
@@ -219,8 +232,12 @@ def record_once(link: ConversationLink, message: InfobipMessage, *, recovered: b
     try:
         with transaction.atomic():
             queue_for_ccaas(link, message, recovered=recovered)
-    except IntegrityError:
-        return False
+    except IntegrityError as exc:
+        # A duplicate only if the message is really there: SQLite reports a value its JSON check
+        # refuses as an IntegrityError too, and that must not pass as "already recorded".
+        if Message.objects.filter(link=link, source=Message.Source.INFOBIP, external_id=message.id).exists():
+            return False
+        raise DataError(f"message {message.id} could not be stored") from exc
     return True
 
 
@@ -240,6 +257,8 @@ def queue_for_ccaas(link: ConversationLink, message: InfobipMessage, *, recovere
         recovered=recovered,
         raw=message.raw,
     )
+    if message.normalised:
+        _note_normalised(link, f"message {message.id}", message.normalised)
     Delivery.objects.create(
         link=link,
         message=row,
@@ -258,6 +277,13 @@ def queue_for_ccaas(link: ConversationLink, message: InfobipMessage, *, recovere
     return row
 
 
+def _note_normalised(link: ConversationLink, what: str, changes) -> None:
+    """Tell the operator (timeline and log) what was changed so a value could be stored."""
+    text = f"{what} stored with values normalised: {'; '.join(changes)}"
+    logger.warning("handover %s: %s", link.pk, text)
+    HandoverEvent.objects.create(link_id=link.pk, kind="normalised", text=text[:2000], actor="bridge")
+
+
 # --- what the contact center sends ---------------------------------------------------------------
 @dataclass
 class Ingested:
@@ -265,6 +291,8 @@ class Ingested:
     duplicates: int = 0
     messages: int = 0
     unknown: int = 0
+    normalised: int = 0  # stored with a value changed so both databases can keep it (bridge.inputs)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (event id, why)
 
 
 def ingest_events(
@@ -272,33 +300,82 @@ def ingest_events(
 ) -> Ingested:
     """Store a batch of contact-center events and queue what they ask for, in one transaction.
 
-    Duplicates (same event id, or same agent message id) are ignored. With `cursor`, the endpoint's
-    poll cursor moves in the same transaction, so a crash can never skip or repeat a page.
+    Duplicates (same event id, or same agent message id) are ignored. An event that cannot be stored
+    (an id or type that does not fit, a connector's parse failure) is refused alone: recorded as a
+    `refused` inbound event with the reason, listed in the result; the rest of the batch is stored.
+    With `cursor`, the endpoint's poll cursor moves in the same transaction, so a crash can never
+    skip or repeat a page.
     """
+    from bridge import inputs
+
     result = Ingested()
     source = f"ccaas:{endpoint.slug}"
     with transaction.atomic():
         for event in events:
             try:
+                event, changes = inputs.normalise_event(event)
                 with transaction.atomic():
-                    row = InboundEvent.objects.create(
-                        source=source,
-                        event_id=event.id,
-                        type=event.original_type or event.type.value,
-                        endpoint=endpoint,
-                        payload=event.raw,
-                    )
-            except IntegrityError:
-                result.duplicates += 1
-                continue
-            result.stored += 1
-            note = _apply_event(endpoint, event, row, result)
-            if note or row.link_id:  # the handover it belongs to, for the console and for retention
-                row.note = note[:255]
-                row.save(update_fields=["note", "link"])
+                    try:
+                        with transaction.atomic():
+                            row = InboundEvent.objects.create(
+                                source=source,
+                                event_id=event.id,
+                                type=event.original_type or event.type.value,
+                                endpoint=endpoint,
+                                payload=event.raw,
+                                note=f"normalised: {changes.text()}"[:255] if changes else "",
+                            )
+                    except IntegrityError:
+                        if not InboundEvent.objects.filter(source=source, event_id=event.id).exists():
+                            raise DataError("the event could not be stored") from None
+                        result.duplicates += 1
+                        continue
+                    result.stored += 1
+                    note = _apply_event(endpoint, event, row, result)
+                    if changes:
+                        result.normalised += 1
+                        logger.warning("event %s from %s normalised: %s", event.id, source, changes.text())
+                        if row.link_id:
+                            _note_normalised(row.link, f"event {event.id}", changes.items)
+                    if note or row.link_id:  # its handover, for the console and for retention
+                        if note:
+                            row.note = (f"{note} (normalised: {changes.text()})" if changes else note)[:255]
+                        row.save(update_fields=["note", "link"])
+            except (inputs.InputError, DataError) as exc:
+                _record_refused(endpoint, source, event, str(exc), result)
         if cursor is not None:
             CcaasEndpoint.objects.filter(pk=endpoint.pk).update(poll_cursor=cursor)
     return result
+
+
+def _record_refused(
+    endpoint: CcaasEndpoint, source: str, event: CcaasEvent, why: str, result: Ingested
+) -> None:
+    """Keep a refused event visible to operators (an inbound event of type `refused`), once."""
+    import hashlib
+    import json
+
+    from bridge import inputs
+
+    shown_id = event.id if event.id and not inputs.unstorable_text(event.id) and len(event.id) <= 80 else ""
+    result.refused.append((shown_id, why))
+    logger.warning("event %r from %s refused: %s", shown_id or "(no usable id)", source, why)
+    payload = inputs.clean_json(event.raw, inputs.Changes())
+    canonical = json.dumps(payload, sort_keys=True, default=str).encode("utf-8", "surrogatepass")
+    try:
+        with transaction.atomic():
+            InboundEvent.objects.get_or_create(
+                source=source,
+                event_id=f"refused:{hashlib.sha256(canonical).hexdigest()[:40]}",
+                defaults={
+                    "type": "refused",
+                    "endpoint": endpoint,
+                    "payload": payload if isinstance(payload, dict) else {"value": payload},
+                    "note": f"refused: {why}"[:255],
+                },
+            )
+    except DatabaseError:
+        logger.exception("refused event from %s could not be recorded", source)
 
 
 def _apply_event(endpoint: CcaasEndpoint, event: CcaasEvent, row: InboundEvent, result: Ingested) -> str:
@@ -446,31 +523,65 @@ def begin_close(
     close_ccaas: bool = True,
     close_infobip: bool = True,
 ) -> bool:
-    """Queue the close of both sides, behind everything still to deliver. False if already closing."""
+    """Queue the close of both sides, behind everything still to deliver. False if already closing
+    or closed. A handover whose interaction was never opened (waiting, or failed) has nothing to
+    carry or close on the contact center: its work there is skipped, never attempted again."""
     with transaction.atomic():
         link = ConversationLink.objects.select_for_update().get(pk=link.pk)
-        if link.state not in (State.REQUESTED, State.ACTIVE):
+        if link.state not in (State.REQUESTED, State.ACTIVE, State.FAILED):
             return False
         now = timezone.now()
-        if link.state == State.REQUESTED:
-            never_tried = Delivery.objects.filter(
-                link=link, kind=Delivery.Kind.OPEN, attempts=0, state=Delivery.Status.PENDING
+        gone = Delivery.objects.filter(link=link, cause=Cause.CONVERSATION_GONE).exists()
+        to_ccaas = Delivery.objects.filter(link=link, lane=Delivery.Lane.TO_CCAAS)
+        opening = to_ccaas.filter(kind=Delivery.Kind.OPEN, state=Delivery.Status.IN_FLIGHT).exists()
+        if link.state in (State.REQUESTED, State.FAILED) and not link.interaction_id and not opening:
+            skipped = to_ccaas.exclude(state__in=(Delivery.Status.DONE, Delivery.Status.SKIPPED)).update(
+                state=Delivery.Status.SKIPPED,
+                done_at=now,
+                cause="",
+                last_error="skipped: closed before the interaction was opened",
             )
-            if never_tried.exists():
-                # Nothing was opened on the contact center yet: there is nothing to carry or close there.
-                Delivery.objects.filter(link=link, lane=Delivery.Lane.TO_CCAAS).exclude(
-                    state__in=Delivery.TERMINAL_STATES
-                ).exclude(state=Delivery.Status.IN_FLIGHT).update(
-                    state=Delivery.Status.SKIPPED,
-                    done_at=now,
-                    last_error="skipped: closed before the interaction was opened",
+            if skipped:
+                link.note(
+                    "skipped",
+                    f"{deliveries_text(skipped)} to the contact center not sent: closed before the "
+                    "interaction was opened",
+                    actor=actor,
                 )
-                close_ccaas = False
+            close_ccaas = False
+        if link.state == State.FAILED:
+            others = (
+                ConversationLink.objects.open()
+                .filter(conversation_id=link.conversation_id)
+                .exclude(pk=link.pk)
+                .exists()
+            )
+            if gone or others:
+                # Infobip has no such conversation, or another handover owns it now: close here only.
+                Delivery.objects.filter(link=link, state=Delivery.Status.DEAD).update(
+                    state=Delivery.Status.SKIPPED, cause="", last_error="skipped: handover closed"
+                )
+                ConversationLink.objects.filter(pk=link.pk).update(
+                    state=State.CLOSED,
+                    closed_at=now,
+                    close_reason=reason.value,
+                    closed_by=actor[:150],
+                    last_error="",
+                )
+                why = "unknown or closed on Infobip" if gone else "another handover owns the conversation"
+                link.note(
+                    "closed", f"closed ({reason.value}); nothing to close on Infobip: {why}", actor=actor
+                )
+                return True
+            Delivery.objects.filter(link=link, state=Delivery.Status.DEAD).update(
+                state=Delivery.Status.SKIPPED, cause="", last_error="skipped: handover closed"
+            )
+            link.last_error = ""
         link.state = State.CLOSING
         link.closing_at = now
         link.close_reason = reason.value
         link.closed_by = actor[:150]
-        link.save(update_fields=["state", "closing_at", "close_reason", "closed_by"])
+        link.save(update_fields=["state", "closing_at", "close_reason", "closed_by", "last_error"])
         for wanted, kind, lane in (
             (close_ccaas, Delivery.Kind.CLOSE_CCAAS, Delivery.Lane.TO_CCAAS),
             (close_infobip, Delivery.Kind.CLOSE_INFOBIP, Delivery.Lane.TO_INFOBIP),
@@ -485,9 +596,15 @@ def begin_close(
     return True
 
 
-def close_handover(link: ConversationLink, *, actor: str, reason: CloseReason = CloseReason.OPERATOR) -> bool:
-    """Close a handover on both sides (operators, `bridge_close`, idle timeout)."""
-    return begin_close(link, reason, actor=actor)
+def close_handover(
+    link: ConversationLink, *, actor: str, reason: CloseReason = CloseReason.OPERATOR, note: str = ""
+) -> bool:
+    """Close a handover on both sides (operators, `bridge_close`, idle timeout); `note` is the
+    operator's reason, kept on the timeline. False when it is already closing or closed."""
+    with transaction.atomic():
+        if note and link.state in (State.REQUESTED, State.ACTIVE, State.FAILED):
+            link.note("operator_note", note, actor=actor)
+        return begin_close(link, reason, actor=actor)
 
 
 def find_handover(identifier: str) -> ConversationLink:
@@ -634,7 +751,27 @@ def retry_failed(link: ConversationLink, *, actor: str = "") -> int:
             )
         count = engine.retry_dead(Delivery.objects.filter(link=link))
         if count:
-            link.note("retry", f"{count} deliveries queued again", actor=actor)
+            link.note("retry", f"{deliveries_text(count)} queued again", actor=actor)
+    return count
+
+
+def deliveries_text(count: int) -> str:
+    return f"{count} {'delivery' if count == 1 else 'deliveries'}"
+
+
+def retry_deliveries(deliveries, *, actor: str = "") -> int:
+    """Re-drive chosen dead or waiting deliveries now, in their lanes' original order, noting it on
+    each handover's timeline. Returns how many were queued again."""
+    rows = list(
+        deliveries.filter(state__in=[Delivery.Status.DEAD, Delivery.Status.PENDING]).values_list(
+            "pk", "link_id"
+        )
+    )
+    with transaction.atomic():
+        count = engine.retry_dead(Delivery.objects.filter(pk__in=[pk for pk, _ in rows]))
+        for link in ConversationLink.objects.filter(pk__in={link_id for _, link_id in rows}):
+            mine = sum(1 for _, link_id in rows if link_id == link.pk)
+            link.note("retry", f"{deliveries_text(mine)} queued again", actor=actor)
     return count
 
 

@@ -1,4 +1,5 @@
-"""Create the periodic schedule idempotently after every migrate."""
+"""After every migrate: create the periodic schedule, and give the operator groups the permissions of
+models added since (idempotently)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,12 @@ def ensure_schedules(sender, app_config=None, using="default", **kwargs) -> None
             "repeats": -1,
         },
     )
+
+
+@receiver(post_migrate)
+def ensure_operator_groups(sender, app_config=None, using="default", **kwargs) -> None:
+    if app_config is None or app_config.label != "bridge" or using != "default":
+        return
+    from bridge.permissions import ensure_groups
+
+    ensure_groups(add_only=True)

@@ -175,7 +175,7 @@ def test_close_and_retry_actions_call_the_services_and_are_logged(
     change = reverse("admin:bridge_conversationlink_change", args=[link.pk])
     retry = reverse("admin:bridge_conversationlink_operate", args=[link.pk, "retry"])
     response = admin_client_logged.post(retry, follow=True)
-    assert "1 deliveries queued again" in response.content.decode()
+    assert "1 delivery queued again" in response.content.decode()
     assert Delivery.objects.get(message__external_id="m1").state == Delivery.Status.PENDING
     close = reverse("admin:bridge_conversationlink_operate", args=[link.pk, "close"])
     response = admin_client_logged.post(close, {"reason": "customer left"}, follow=True)
@@ -186,7 +186,7 @@ def test_close_and_retry_actions_call_the_services_and_are_logged(
     logs = list(
         LogEntry.objects.filter(object_id=str(link.pk)).values_list("user__username", "change_message")
     )
-    assert ("root", "Retried 1 failed/dead deliveries.") in logs
+    assert ("root", "Retried 1 delivery.") in logs
     assert ("root", "Closed on both sides. Reason: customer left") in logs
     assert admin_client_logged.get(retry).status_code == 405
 
@@ -198,7 +198,7 @@ def test_bulk_close_action_with_reason(admin_client_logged, generic_endpoint):
         {"action": "close_selected", "_selected_action": [str(x.pk) for x in links], "reason": "duplicate"},
         follow=True,
     )
-    assert "2 handover(s) are closing" in response.content.decode()
+    assert "2 handovers closing on both sides" in response.content.decode()
     assert set(ConversationLink.objects.values_list("state", flat=True)) == {State.CLOSING}
 
 
@@ -354,7 +354,7 @@ def test_read_only_operator_sees_everything_and_changes_nothing(client, viewer, 
     )
     link.refresh_from_db()
     assert link.state == State.ACTIVE
-    assert response.status_code in (200, 302)
+    assert response.status_code == 403  # a forged action POST is refused, not ignored
     assert Delivery.objects.get(message__external_id="m1").state == Delivery.Status.DEAD
 
 

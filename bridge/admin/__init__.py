@@ -10,4 +10,11 @@ Modules: display (badges, shared columns), filters, handovers (list and bulk act
 Importing the package registers every ModelAdmin.
 """
 
-from bridge.admin import bots, endpoints, handovers, outbox  # noqa: F401  (registers the ModelAdmins)
+from django.contrib import admin as _admin
+
+from bridge.admin import alerts, bots, endpoints, handovers, outbox  # noqa: F401  (registers the ModelAdmins)
+
+# The console's overview and lists use the whole width (a laptop's 1366 px) instead of a side menu.
+_admin.site.enable_nav_sidebar = False
+_admin.site.site_header = "Handover Bridge"
+_admin.site.index_title = "Overview"

@@ -10,12 +10,12 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils.html import format_html
 
-from bridge.admin.display import badge, short
+from bridge.admin.display import GuardedActionsMixin, badge, short
 from bridge.models import OPEN_STATES, InfobipBot
 
 
 @admin.register(InfobipBot)
-class InfobipBotAdmin(admin.ModelAdmin):
+class InfobipBotAdmin(GuardedActionsMixin, admin.ModelAdmin):
     list_display = (
         "display_name",
         "destination",

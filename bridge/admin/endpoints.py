@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
-from bridge.admin.display import badge, pretty_json, short
+from bridge import operations
+from bridge.admin.display import GuardedActionsMixin, ago, badge, error_text, pretty_json
 from bridge.admin.forms import EndpointForm
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError
@@ -19,18 +19,18 @@ from bridge.models import CcaasEndpoint, Delivery
 
 
 @admin.register(CcaasEndpoint)
-class CcaasEndpointAdmin(admin.ModelAdmin):
+class CcaasEndpointAdmin(GuardedActionsMixin, admin.ModelAdmin):
     form = EndpointForm
     list_display = (
         "slug",
-        "name",
         "kind",
-        "enabled_badge",
-        "is_default",
         "health",
-        "last_success_at",
         "error",
         "failing",
+        "last_success",
+        "enabled_badge",
+        "default",
+        "name",
     )
     list_filter = ("kind", "enabled")
     search_fields = ("slug", "name")
@@ -48,17 +48,29 @@ class CcaasEndpointAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
 
+    # Test connection makes a live call and records the endpoint's health: operators who may act
+    # (the "Operators" group), never read-only viewers.
+    def has_test_permission(self, request, obj=None):
+        return request.user.is_superuser or request.user.has_perm("bridge.change_conversationlink")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra = {**(extra_context or {}), "can_test": self.has_test_permission(request)}
+        if not self.has_change_permission(request):
+            extra.update(show_close=False, title="Contact-center endpoint")
+        return super().change_view(request, object_id, form_url, extra)
+
     def get_queryset(self, request):
         return (
             super()
             .get_queryset(request)
             .annotate(
-                failing_count=Count(
-                    "handovers__deliveries",
-                    filter=Q(handovers__deliveries__failing_since__isnull=False)
-                    & Q(
-                        handovers__deliveries__state__in=[Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT]
-                    ),
+                failing_count=Subquery(
+                    Delivery.objects.failing()
+                    .filter(link__endpoint=OuterRef("pk"))
+                    .order_by()
+                    .values("link__endpoint")
+                    .annotate(n=Count("pk"))
+                    .values("n")[:1]
                 )
             )
         )
@@ -90,23 +102,21 @@ class CcaasEndpointAdmin(admin.ModelAdmin):
     def enabled_badge(self, obj):
         return badge("enabled", "ok") if obj.enabled else badge("disabled", "muted")
 
+    @admin.display(description="Default", boolean=True, ordering="is_default")
+    def default(self, obj):
+        return obj.is_default
+
     @admin.display(description="Health")
     def health(self, obj):
-        if not obj.enabled:
-            return badge("disabled", "muted")
-        if obj.auth_failed:
-            return badge("credentials refused", "bad")
-        if obj.last_error_at and (obj.last_success_at is None or obj.last_error_at > obj.last_success_at):
-            return badge("failing", "bad")
-        if obj.last_success_at:
-            return badge("healthy", "ok")
-        return badge("no traffic yet", "muted")
+        return badge(*obj.health)
+
+    @admin.display(description="Last success", ordering="last_success_at")
+    def last_success(self, obj):
+        return ago(obj.last_success_at)
 
     @admin.display(description="Last error")
     def error(self, obj):
-        return format_html(
-            '<span class="hb-error" title="{}">{}</span>', obj.last_error, short(obj.last_error, 60)
-        )
+        return error_text(obj.last_error, 60)
 
     @admin.display(description="Deliveries failing")
     def failing(self, obj):
@@ -151,17 +161,11 @@ class CcaasEndpointAdmin(admin.ModelAdmin):
 
     def _test(self, request, endpoint) -> None:
         try:
-            answer = get_connector(endpoint).check_connection()
-        except (BridgeError, NotImplementedError) as exc:
-            CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
-                last_error=str(exc)[:2000], last_error_at=timezone.now()
-            )
-            self.message_user(request, f"{endpoint.slug}: connection test failed: {exc}", messages.ERROR)
+            answer = operations.test_connection(endpoint)
+        except BridgeError as exc:
+            self.message_user(request, f"{endpoint.slug}: {exc}", messages.ERROR)
             self.log_change(request, endpoint, "Connection test failed.")
         else:
-            CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
-                last_success_at=timezone.now(), auth_failed=False
-            )
             self.message_user(request, f"{endpoint.slug}: connection OK: {answer}", messages.SUCCESS)
             self.log_change(request, endpoint, "Connection test succeeded.")
 
@@ -169,12 +173,12 @@ class CcaasEndpointAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         endpoint = get_object_or_404(CcaasEndpoint, pk=pk)
-        if not self.has_view_permission(request, endpoint):
+        if not self.has_test_permission(request, endpoint):
             raise PermissionDenied
         self._test(request, endpoint)
         return HttpResponseRedirect(reverse("admin:bridge_ccaasendpoint_change", args=[endpoint.pk]))
 
-    @admin.action(description="Test connection")
+    @admin.action(description="Test connection (a live call; the outcome is recorded)", permissions=["test"])
     def test_connection(self, request, queryset):
         for endpoint in queryset[:20]:
             self._test(request, endpoint)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from bridge import dashboard
-from bridge.models import OPEN_STATES, ConversationLink, Delivery, State
+from bridge.models import ConversationLink, Delivery, State, today_start
 
 
 class AttentionFilter(admin.SimpleListFilter):
@@ -13,30 +12,26 @@ class AttentionFilter(admin.SimpleListFilter):
     parameter_name = "attention"
 
     def lookups(self, request, model_admin):
-        return [
-            ("stuck", "Stuck"),
-            ("failing", "Delivery failing"),
-            ("waiting", "Waiting for agent"),
-            ("open", "Open (any)"),
-            ("failed", "Could not be opened"),
-            ("closed_today", "Closed today"),
-        ]
+        return [(value, label) for value, (label, _) in self.CHOICES.items()]
+
+    # Each choice is one predicate of the models, the same the overview and /metrics count.
+    CHOICES = {
+        "stuck": ("Stuck", lambda qs: qs.stuck()),
+        "failing": ("Delivery being retried", lambda qs: qs.failing()),
+        "dead": ("With dead letters", lambda qs: qs.with_dead_letters()),
+        "customer_waiting": (
+            "Customer message not delivered",
+            lambda qs: qs.filter(pk__in=Delivery.objects.waiting_customer().values("link_id")),
+        ),
+        "waiting": ("Waiting for an agent", lambda qs: qs.waiting_for_agent()),
+        "open": ("Open (any)", lambda qs: qs.open()),
+        "failed": ("Could not be opened", lambda qs: qs.filter(state=State.FAILED)),
+        "closed_today": ("Closed today", lambda qs: qs.closed_since(today_start())),
+    }
 
     def queryset(self, request, queryset):
-        value = self.value()
-        if value == "stuck":
-            return queryset.filter(pk__in=ConversationLink.objects.stuck().values("pk"))
-        if value == "failing":
-            return queryset.filter(pk__in=ConversationLink.objects.delivery_failing().values("pk"))
-        if value == "waiting":
-            return queryset.filter(dashboard.waiting_for_agent())
-        if value == "open":
-            return queryset.filter(state__in=OPEN_STATES)
-        if value == "failed":
-            return queryset.filter(state=State.FAILED)
-        if value == "closed_today":
-            return queryset.filter(closed_at__gte=dashboard.today_start())
-        return queryset
+        choice = self.CHOICES.get(self.value() or "")
+        return choice[1](queryset) if choice else queryset
 
 
 class ChannelFilter(admin.SimpleListFilter):
@@ -64,18 +59,24 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
         return [
             ("failing", "Failing (being retried)"),
             ("dead", "Dead letters"),
-            ("waiting", "Waiting"),
+            ("customer_waiting", "Customer waiting (not yet with the contact center)"),
+            ("waiting", "Queued"),
             ("done", "Delivered"),
+            ("skipped", "Skipped (not sent)"),
         ]
 
     def queryset(self, request, queryset):
         value = self.value()
         if value == "failing":
-            return queryset.filter(pk__in=dashboard.failing_deliveries().values("pk"))
+            return queryset.failing()
         if value == "dead":
-            return queryset.filter(state=Delivery.Status.DEAD)
+            return queryset.dead()
         if value == "waiting":
             return queryset.filter(state__in=[Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT])
+        if value == "customer_waiting":
+            return queryset.waiting_customer()
         if value == "done":
             return queryset.filter(state=Delivery.Status.DONE)
+        if value == "skipped":
+            return queryset.filter(state=Delivery.Status.SKIPPED)
         return queryset

@@ -7,9 +7,11 @@ from typing import Any
 
 from django import forms
 from django.contrib.admin.helpers import ActionForm
+from django.utils.html import escape
 
 from bridge.connectors import REGISTRY, connector_class
 from bridge.connectors.base import Field
+from bridge.fields import is_readable
 from bridge.models import CcaasEndpoint
 
 
@@ -21,8 +23,29 @@ def credential_key(kind: str, name: str) -> str:
     return f"cred__{kind}__{name}"
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON field that shows an empty box, not the literal `null`, when nothing is set."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
+def field_label(name: str, *, required: bool = False) -> str:
+    """ "base_url" -> "Base URL"; required fields say so."""
+    words = name.replace("_", " ").split()
+    known = {"url": "URL", "id": "ID", "api": "API", "json": "JSON", "hmac": "HMAC", "rt": "RT"}
+    label = " ".join(known.get(w.lower(), w) for w in words)
+    label = label[:1].upper() + label[1:]
+    return f"{label} (required)" if required else label
+
+
 def _form_field(spec: Field, *, secret: bool) -> forms.Field:
-    common: dict[str, Any] = {"required": False, "help_text": spec.help, "label": spec.name}
+    # Help texts are shown as HTML by the admin: escape them, so "<subdomain>" stays visible.
+    common: dict[str, Any] = {
+        "required": False,
+        "help_text": escape(spec.help),
+        "label": field_label(spec.name, required=spec.required),
+    }
     if secret:
         return forms.CharField(
             widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
@@ -34,10 +57,17 @@ def _form_field(spec: Field, *, secret: bool) -> forms.Field:
     if spec.kind == "int":
         return forms.IntegerField(**common)
     if spec.kind == "json":
-        return forms.JSONField(widget=forms.Textarea(attrs={"rows": 3}), **common)
+        return OptionalJSONField(widget=forms.Textarea(attrs={"rows": 3}), **common)
     if spec.kind == "choice":
         return forms.ChoiceField(choices=[("", "---------"), *[(c, c) for c in spec.choices]], **common)
     return forms.CharField(widget=forms.TextInput(attrs={"size": 60}), **common)
+
+
+def _stored_credentials(endpoint: CcaasEndpoint) -> dict[str, Any]:
+    """The endpoint's decrypted credentials; {} when new, or when no configured key decrypts them."""
+    if not endpoint.pk or not is_readable(endpoint):
+        return {}
+    return dict(endpoint.credentials or {})
 
 
 def kinds() -> list[tuple[str, type]]:
@@ -55,15 +85,15 @@ class EndpointForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = [(kind, f"{cls.label} ({kind})") for kind, cls in kinds()]
         config = dict(self.instance.config or {}) if self.instance.pk else {}
-        stored = dict(self.instance.credentials or {}) if self.instance.pk else {}
+        # Credentials no configured key decrypts (a key was removed): shown as such, entered again here.
+        self.credentials_unreadable = bool(self.instance.pk) and not is_readable(self.instance)
+        stored = _stored_credentials(self.instance)
         self.kind_fields: dict[str, dict[str, list[str]]] = {}
         for kind, cls in kinds():
             names: dict[str, list[str]] = {"config": [], "credentials": []}
             for spec in cls.config_fields:
                 key = config_key(kind, spec.name)
                 self.fields[key] = _form_field(spec, secret=False)
-                if spec.required:
-                    self.fields[key].label = f"{spec.name} *"
                 if self.instance.pk and self.instance.kind == kind and spec.name in config:
                     self.initial[key] = config[spec.name]
                 elif spec.default is not None:
@@ -73,13 +103,16 @@ class EndpointForm(forms.ModelForm):
                 key = credential_key(kind, spec.name)
                 field = _form_field(spec, secret=True)
                 is_set = self.instance.pk and self.instance.kind == kind and stored.get(spec.name)
-                field.help_text = (
-                    f"{spec.help} — currently set; leave blank to keep it"
-                    if is_set
-                    else f"{spec.help} — not set"
-                ).lstrip(" —")
-                if spec.required:
-                    field.label = f"{spec.name} *"
+                field.help_text = escape(
+                    (
+                        f"{spec.help} — currently set; leave blank to keep it"
+                        if is_set
+                        else f"{spec.help} — stored value cannot be decrypted with "
+                        "BRIDGE_ENCRYPTION_KEYS; enter it again"
+                        if self.credentials_unreadable and self.instance.kind == kind
+                        else f"{spec.help} — not set"
+                    ).lstrip(" —")
+                )
                 self.fields[key] = field
                 names["credentials"].append(key)
             self.kind_fields[kind] = names
@@ -116,7 +149,7 @@ class EndpointForm(forms.ModelForm):
         cls = connector_class(kind)
         same_kind = self.instance.pk and self.instance.kind == kind
         config = dict(self.instance.config or {}) if same_kind else {}
-        credentials = dict(self.instance.credentials or {}) if same_kind else {}
+        credentials = _stored_credentials(self.instance) if same_kind else {}
         for spec in cls.config_fields:
             value = data.get(config_key(kind, spec.name))
             if value in (None, "") and spec.kind != "bool":
@@ -128,8 +161,12 @@ class EndpointForm(forms.ModelForm):
             if value:
                 credentials[spec.name] = value
         problems = cls.validate(config, credentials)
+        names = {spec.name: config_key(kind, spec.name) for spec in cls.config_fields}
+        names.update({spec.name: credential_key(kind, spec.name) for spec in cls.credential_fields})
         for problem in problems:
-            self.add_error(None, problem)
+            # "config: 'base_url' must be ..." is shown at the base_url field, not above the form.
+            field = next((key for name, key in names.items() if f"'{name}'" in problem), None)
+            self.add_error(field, problem.split(": ", 1)[-1] if field else problem)
         self.connector_config, self.connector_credentials = config, credentials
         return data
 
@@ -147,8 +184,8 @@ class CloseActionForm(ActionForm):
         required=False,
         max_length=500,
         label="Reason",
-        help_text="Why (kept in the handover's timeline and the admin log).",
-        widget=forms.TextInput(attrs={"placeholder": "reason (for Close)", "size": 30}),
+        help_text="Why (kept in the handover's timeline and the admin log); required for closing.",
+        widget=forms.TextInput(attrs={"placeholder": "reason (required to close)", "size": 26}),
     )
 
 
@@ -157,4 +194,8 @@ class ReasonForm(forms.Form):
 
 
 class ReopenForm(forms.Form):
-    endpoint = forms.ModelChoiceField(queryset=CcaasEndpoint.objects.filter(enabled=True))
+    endpoint = forms.ModelChoiceField(
+        queryset=CcaasEndpoint.objects.filter(enabled=True),
+        required=True,
+        help_text="The operator chooses the endpoint explicitly; there is no default.",
+    )

@@ -1,5 +1,6 @@
-"""The handover page: why it needs attention, transcript, timeline, deliveries, and the buttons that
-act on one handover (close, retry, route back, re-open, resend)."""
+"""The handover page: why it needs attention (with advice per cause), transcript, timeline,
+deliveries, and the buttons that act on one handover. Each button is a POST to one small function
+that calls one lifecycle function (close, retry, route back, re-open, resend)."""
 
 from __future__ import annotations
 
@@ -8,49 +9,51 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
-from django.utils.timesince import timesince
 
-from bridge import dashboard, operations
-from bridge.admin.display import STATE_TONES, actor
+from bridge import operations
+from bridge.admin.advice import diagnose, offered_actions
+from bridge.admin.display import STATE_TONES, actor, plural, timeline_label
 from bridge.admin.forms import ReasonForm, ReopenForm
 from bridge.exceptions import BridgeError
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery, Message, State
 
 
-def diagnose(link: ConversationLink, deliveries: list[Delivery]) -> list[str]:
-    """Why this handover needs attention, in an operator's words (empty when nothing is wrong)."""
-    now = timezone.now()
-    cutoff = dashboard.stuck_cutoff(now)
-    reasons = []
-    if link.state == State.REQUESTED:
-        opening = next((d for d in deliveries if d.kind == Delivery.Kind.OPEN), None)
-        waited = timesince(link.escalated_at, now)
-        if link.escalated_at < cutoff:
-            reasons.append(f"The interaction has not been opened {waited} after the escalation.")
-        if opening and opening.last_error:
-            reasons.append(f"Opening it failed {opening.attempts} time(s); last error: {opening.last_error}")
-    if link.state == State.CLOSING and link.closing_at and link.closing_at < cutoff:
-        reasons.append(f"The close started {timesince(link.closing_at, now)} ago and has not finished.")
-    if link.state == State.FAILED:
-        reasons.append(f"The interaction could not be opened: {link.last_error or 'see the timeline'}")
-    for item in deliveries:
-        if item.state == Delivery.Status.DEAD and link.state != State.FAILED:
-            reasons.append(
-                f"{item.get_kind_display()} #{item.pk} {item.get_lane_display().lower()} is a dead letter: {item.last_error}"
-            )
-        elif item.failing_since and not item.is_terminal:
-            reasons.append(
-                f"{item.get_kind_display()} #{item.pk} {item.get_lane_display().lower()} has been failing for "
-                f"{timesince(item.failing_since, now)} ({item.attempts} attempts): {item.last_error}"
-            )
-    return reasons[:20]
+def transcript(link: ConversationLink, deliveries: list[Delivery]) -> list[dict]:
+    """Every recorded message of the handover with its delivery, oldest first. A customer message
+    queued while the interaction is not open yet is marked as waiting for the open."""
+    by_message = {d.message_id: d for d in deliveries if d.message_id}
+    rows = []
+    for row in Message.objects.filter(link=link).order_by("created_at", "id")[:1000]:
+        item = by_message.get(row.pk)
+        waiting_open = (
+            item is not None
+            and item.lane == Delivery.Lane.TO_CCAAS
+            and not item.is_terminal
+            and link.state == State.REQUESTED
+        )
+        rows.append(
+            {
+                "message": row,
+                "who": row.author_type.lower() if row.source == Message.Source.INFOBIP else "agent",
+                "delivery": item,
+                "tone": STATE_TONES.get(item.state, "muted") if item else "muted",
+                "waiting_open": waiting_open,
+                "to_customer": row.source == Message.Source.CCAAS,
+            }
+        )
+    return rows
+
+
+def timeline(link: ConversationLink) -> list[dict]:
+    return [
+        {"event": event, "label": timeline_label(event.kind)}
+        for event in link.timeline.order_by("at", "id")[:500]
+    ]
 
 
 class HandoverPageMixin:
     """The detail page and its POST-only buttons; mixed into ConversationLinkAdmin."""
 
-    # --- buttons on the detail page ----------------------------------------------------------------
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
@@ -75,57 +78,65 @@ class HandoverPageMixin:
             raise PermissionDenied
         return link, None
 
+    # --- one small function per button ------------------------------------------------------------
+    def _op_close(self, request, link):
+        form = ReasonForm(request.POST)
+        reason = form.cleaned_data["reason"] if form.is_valid() else ""
+        if self._close(request, link, reason):
+            self.message_user(request, "Closing on both sides.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"Already {link.get_state_display().lower()}.", messages.WARNING)
+
+    def _op_retry(self, request, link):
+        count = self._retry(request, link)
+        text = f"{plural(count, 'delivery', 'deliveries')} queued again, in their original order."
+        self.message_user(request, text, messages.SUCCESS)
+
+    def _op_route(self, request, link):
+        self._route(request, link)
+        text = "Routed to Infobip's agents; the contact-center side is closing."
+        self.message_user(request, text, messages.SUCCESS)
+
+    def _op_reopen(self, request, link):
+        form = ReopenForm(request.POST)
+        if not form.is_valid():
+            raise operations.OperationError("choose the endpoint to re-open the handover on")
+        target = form.cleaned_data["endpoint"]
+        new = operations.reopen_on_endpoint(link, target, actor=actor(request))
+        self.log_change(request, link, f"Re-opened on endpoint {target.slug}.")
+        self.message_user(request, f"Opening on {target.slug}.", messages.SUCCESS)
+        return new
+
+    OPERATIONS = {"close": _op_close, "retry": _op_retry, "route": _op_route, "reopen": _op_reopen}
+
     def operate(self, request, pk, operation):
         link, refusal = self._guard(request, pk)
         if refusal:
             return refusal
-        back = reverse("admin:bridge_conversationlink_change", args=[link.pk])
-        who = actor(request)
-        try:
-            if operation == "close":
-                form = ReasonForm(request.POST)
-                reason = form.cleaned_data["reason"] if form.is_valid() else ""
-                if self._close(request, link, reason):
-                    self.message_user(request, "Closing on both sides.", messages.SUCCESS)
-                else:
-                    self.message_user(
-                        request, f"Already {link.get_state_display().lower()}.", messages.WARNING
-                    )
-            elif operation == "retry":
-                count = self._retry(request, link)
-                self.message_user(
-                    request, f"{count} deliveries queued again, in their original order.", messages.SUCCESS
-                )
-            elif operation == "route":
-                operations.route_to_infobip(link, actor=who)
-                self.log_change(
-                    request, link, "Routed back to Infobip's agents; contact-center side closing."
-                )
-                self.message_user(
-                    request,
-                    "Routed to Infobip's agents; the contact-center side is closing.",
-                    messages.SUCCESS,
-                )
-            elif operation == "reopen":
-                form = ReopenForm(request.POST)
-                if not form.is_valid():
-                    raise operations.OperationError("choose an enabled endpoint")
-                target = form.cleaned_data["endpoint"]
-                new = operations.reopen_on_endpoint(link, target, actor=who)
-                self.log_change(request, link, f"Re-opened on endpoint {target.slug}.")
-                self.message_user(request, f"Opening on {target.slug}.", messages.SUCCESS)
-                back = reverse("admin:bridge_conversationlink_change", args=[new.pk])
-            else:
-                self.message_user(request, f"Unknown operation {operation!r}.", messages.ERROR)
-        except BridgeError as exc:
-            self.message_user(request, f"Not done: {exc}", messages.ERROR)
-        return HttpResponseRedirect(back)
+        run = self.OPERATIONS.get(operation)
+        back = link
+        if run is None:
+            self.message_user(request, f"Unknown operation {operation!r}.", messages.ERROR)
+        else:
+            try:
+                back = run(self, request, link) or link
+            except BridgeError as exc:
+                self.message_user(request, f"Not done: {exc}", messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:bridge_conversationlink_change", args=[back.pk]))
 
     def resend(self, request, pk, message_id):
         link, refusal = self._guard(request, pk)
         if refusal:
             return refusal
         message = get_object_or_404(Message, pk=message_id, link=link)
+        back = HttpResponseRedirect(reverse("admin:bridge_conversationlink_change", args=[link.pk]))
+        if message.source == Message.Source.CCAAS and request.POST.get("confirm") != "yes":
+            self.message_user(
+                request,
+                "Not resent: sending an agent message to the customer again needs confirmation.",
+                messages.ERROR,
+            )
+            return back
         try:
             operations.resend_message(message, actor=actor(request))
         except BridgeError as exc:
@@ -133,38 +144,37 @@ class HandoverPageMixin:
         else:
             self.log_change(request, link, f"Resent message {message.external_id}.")
             self.message_user(request, "The message is queued again.", messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:bridge_conversationlink_change", args=[link.pk]))
+        return back
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         link = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if link is not None:
             deliveries = list(Delivery.objects.filter(link=link).order_by(*Delivery.LANE_ORDER)[:1000])
-            by_message = {d.message_id: d for d in deliveries if d.message_id}
-            transcript = []
-            for row in Message.objects.filter(link=link).order_by("created_at", "id")[:1000]:
-                item = by_message.get(row.pk)
-                transcript.append(
-                    {
-                        "message": row,
-                        "who": row.author_type.lower() if row.source == Message.Source.INFOBIP else "agent",
-                        "delivery": item,
-                        "tone": STATE_TONES.get(item.state, "muted") if item else "muted",
-                    }
-                )
+            reasons = diagnose(link, deliveries)
+            has_failures = any(
+                d.state == Delivery.Status.DEAD or (d.failing_since and not d.is_terminal) for d in deliveries
+            )
+            offered = offered_actions(link, reasons)
+            if not has_failures:
+                offered.discard("retry")
             extra.update(
-                transcript=transcript,
-                timeline=list(link.timeline.order_by("at", "id")[:500]),
+                transcript=transcript(link, deliveries),
+                timeline=timeline(link),
                 deliveries=[(d, STATE_TONES.get(d.state, "muted")) for d in deliveries],
-                diagnosis=diagnose(link, deliveries),
+                diagnosis=reasons,
+                offered=offered,
                 is_stuck=link.is_stuck(),
                 can_operate=self.has_change_permission(request, link),
                 reopen_endpoints=CcaasEndpoint.objects.filter(enabled=True).exclude(pk=link.endpoint_id),
+                endpoint_url=(
+                    reverse("admin:bridge_ccaasendpoint_change", args=[link.endpoint_id])
+                    if link.endpoint_id
+                    else ""
+                ),
                 state_tone=STATE_TONES.get(link.state, "muted"),
                 is_open=link.is_open,
-                has_failures=any(
-                    d.state == Delivery.Status.DEAD or (d.failing_since and not d.is_terminal)
-                    for d in deliveries
-                ),
+                can_resend=link.state in (State.REQUESTED, State.ACTIVE),
+                has_failures=has_failures,
             )
         return super().change_view(request, object_id, form_url, extra)

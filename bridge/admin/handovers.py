@@ -1,20 +1,22 @@
-"""The handover list: columns, filters and the bulk actions (close with a reason, retry)."""
+"""The handover list: columns, filters and the bulk actions (retry, close with a reason, route back)
+that work on a filtered selection; each is recorded with who ran it."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import Exists, OuterRef
-from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from bridge import dashboard, services
-from bridge.admin.display import STATE_TONES, ReadOnlyMixin, actor, badge, short
+from bridge import operations, services
+from bridge.admin.display import STATE_TONES, ReadOnlyMixin, actor, ago, badge, error_text, plural, short
 from bridge.admin.filters import AttentionFilter, ChannelFilter
 from bridge.admin.forms import CloseActionForm
 from bridge.admin.handover_page import HandoverPageMixin
 from bridge.exceptions import BridgeError
-from bridge.models import OPEN_STATES, ConversationLink, Delivery, State
+from bridge.models import ConversationLink
 from bridge.types import CloseReason
+
+# Bulk actions handle at most this many handovers per press (filter, then press again for more).
+BULK_LIMIT = 500
 
 
 @admin.register(ConversationLink)
@@ -22,13 +24,13 @@ class ConversationLinkAdmin(HandoverPageMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "handover",
         "state_badge",
+        "stuck_badge",
         "endpoint",
         "customer",
-        "channel",
         "age",
-        "last_activity_at",
-        "stuck_badge",
         "error",
+        "channel",
+        "activity",
     )
     list_display_links = ("handover",)
     list_filter = (AttentionFilter, "state", "endpoint", ChannelFilter, "bot")
@@ -40,7 +42,7 @@ class ConversationLinkAdmin(HandoverPageMixin, ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 50
     action_form = CloseActionForm
-    actions = ("close_selected", "retry_selected")
+    actions = ("retry_selected", "close_selected", "route_selected")
     readonly_extra = ("stuck_badge",)
     change_form_template = "admin/bridge/conversationlink/change_form.html"
     fieldsets = (
@@ -76,11 +78,7 @@ class ConversationLinkAdmin(HandoverPageMixin, ReadOnlyMixin, admin.ModelAdmin):
     )
 
     def get_queryset(self, request):
-        cutoff = dashboard.stuck_cutoff()
-        failing_long = Delivery.objects.filter(link=OuterRef("pk"), failing_since__lt=cutoff).exclude(
-            state__in=Delivery.TERMINAL_STATES
-        )
-        return super().get_queryset(request).annotate(failing_long=Exists(failing_long))
+        return super().get_queryset(request).with_stuck()
 
     @admin.display(description="Handover", ordering="conversation_id")
     def handover(self, obj):
@@ -92,63 +90,74 @@ class ConversationLinkAdmin(HandoverPageMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Customer", ordering="customer_address")
     def customer(self, obj):
-        return obj.customer_name or obj.customer_address or "—"
+        return short(obj.customer_name or obj.customer_address or "—", 24)
 
     @admin.display(description="Age", ordering="escalated_at")
     def age(self, obj):
-        return timesince(obj.escalated_at)
+        return timesince(obj.escalated_at).split(",")[0]
+
+    @admin.display(description="Last activity", ordering="last_activity_at")
+    def activity(self, obj):
+        return ago(obj.last_activity_at)
 
     @admin.display(description="Stuck")
     def stuck_badge(self, obj):
-        cutoff = dashboard.stuck_cutoff()
-        if getattr(obj, "failing_long", None) is None:
-            stuck = obj.is_stuck()
-        else:
-            stuck = (
-                (obj.state == State.REQUESTED and obj.escalated_at < cutoff)
-                or (obj.state == State.CLOSING and obj.closing_at and obj.closing_at < cutoff)
-                or (obj.state in OPEN_STATES and obj.failing_long)
-            )
-        return badge("stuck", "bad") if stuck else ""
+        return badge("stuck", "bad") if obj.is_stuck() else ""
 
     @admin.display(description="Last error")
     def error(self, obj):
-        return format_html(
-            '<span class="hb-error" title="{}">{}</span>', obj.last_error, short(obj.last_error, 60)
-        )
+        return error_text(obj.last_error, 60)
 
-    # --- actions on the list -----------------------------------------------------------------------
-    @admin.action(description="Close on both sides (give a reason)", permissions=["change"])
+    # --- bulk actions on a (filtered) list: each calls one lifecycle function per handover ---------
+    @admin.action(description="Close on both sides (reason required)", permissions=["change"])
     def close_selected(self, request, queryset):
         reason = (request.POST.get("reason") or "").strip()
-        closed = 0
-        for link in queryset[:500]:
-            if self._close(request, link, reason):
-                closed += 1
-        self.message_user(request, f"{closed} handover(s) are closing on both sides.", messages.SUCCESS)
+        if not reason:
+            self.message_user(request, "Nothing closed: give a reason for closing.", messages.ERROR)
+            return
+        closed = sum(1 for link in queryset[:BULK_LIMIT] if self._close(request, link, reason))
+        self.message_user(request, f"{plural(closed, 'handover')} closing on both sides.", messages.SUCCESS)
 
     @admin.action(description="Retry failed and dead deliveries (order kept)", permissions=["change"])
     def retry_selected(self, request, queryset):
         total = 0
-        for link in queryset[:500]:
+        for link in queryset[:BULK_LIMIT]:
             try:
                 total += self._retry(request, link)
             except BridgeError as exc:
                 self.message_user(request, f"{link.conversation_id}: {exc}", messages.ERROR)
         self.message_user(
-            request, f"{total} deliveries queued again, in their original order.", messages.SUCCESS
+            request,
+            f"{plural(total, 'delivery', 'deliveries')} queued again, in their original order.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Route back to Infobip's agents", permissions=["change"])
+    def route_selected(self, request, queryset):
+        routed = 0
+        for link in queryset[:BULK_LIMIT]:
+            try:
+                self._route(request, link)
+            except BridgeError as exc:
+                self.message_user(request, f"{link.conversation_id}: {exc}", messages.ERROR)
+            else:
+                routed += 1
+        self.message_user(
+            request, f"{plural(routed, 'handover')} routed back to Infobip's agents.", messages.SUCCESS
         )
 
     def _close(self, request, link, reason: str) -> bool:
         who = actor(request)
-        if reason:
-            link.note("operator_note", reason, actor=who)
-        done = services.close_handover(link, actor=who, reason=CloseReason.OPERATOR)
+        done = services.close_handover(link, actor=who, reason=CloseReason.OPERATOR, note=reason)
         if done:
             self.log_change(request, link, f"Closed on both sides. Reason: {reason or '(none given)'}")
         return done
 
     def _retry(self, request, link) -> int:
         count = services.retry_failed(link, actor=actor(request))
-        self.log_change(request, link, f"Retried {count} failed/dead deliveries.")
+        self.log_change(request, link, f"Retried {plural(count, 'delivery', 'deliveries')}.")
         return count
+
+    def _route(self, request, link) -> None:
+        operations.route_to_infobip(link, actor=actor(request))
+        self.log_change(request, link, "Routed back to Infobip's agents; contact-center side closing.")

@@ -21,3 +21,11 @@ document.addEventListener("DOMContentLoaded", function () {
     show();
   }
 });
+
+// Buttons whose effect reaches a customer ask first (data-confirm on their form).
+document.addEventListener("submit", function (event) {
+  var form = event.target;
+  if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+    event.preventDefault();
+  }
+}, true);
