@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from bridge.causes import Cause, touches_endpoint
 from bridge.exceptions import UpstreamAuthError
-from bridge.fields import RotatingEncryptedJSONField
+from bridge.fields import RotatingEncryptedJSONField, is_readable
 
 
 def stuck_cutoff(now=None):
@@ -163,6 +163,8 @@ class CcaasEndpoint(models.Model):
         """(label, tone) for the console, by the same rules as CcaasEndpointQuerySet."""
         if not self.enabled:
             return "disabled", "muted"
+        if not is_readable(self):
+            return "credentials unreadable", "bad"
         if self.auth_failed:
             return "credentials refused", "bad"
         if self.last_error:
@@ -796,3 +798,18 @@ class AlertNotification(models.Model):
 
     def __str__(self) -> str:
         return self.subject
+
+
+class RetiredEncryptionKey(models.Model):
+    """A key of BRIDGE_ENCRYPTION_KEYS that `bridge_rotate_keys` moved every value off.
+
+    Only a fingerprint is kept (the first 16 hex digits of the key's SHA-256), never the key. It
+    lets the command refuse keys given oldest-first: a retired key must never encrypt again.
+    """
+
+    fingerprint = models.CharField(max_length=16, unique=True)
+    retired_at = models.DateTimeField(default=timezone.now)
+    values_moved = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"key {self.fingerprint} (retired {self.retired_at:%Y-%m-%d})"
