@@ -41,7 +41,7 @@ from bridge.exceptions import (
     UpstreamError,
     WebhookError,
 )
-from bridge.media import render_text
+from bridge.media import render_text, split_text
 from bridge.types import (
     AgentMessage,
     AuthorType,
@@ -303,6 +303,8 @@ class ZendeskConnector(Connector):
                 data={"requester_id": requester_id, "reused": True},
             )
         name = ctx.customer.display_name or ctx.customer.address
+        # A transcript over a comment's size goes as the first comment and more after it, never cut.
+        chunks = split_text(transcript(ctx.history, name), self.capabilities.text_limit, "bytes")
         subject = str(self.config.get("subject") or "{channel} conversation with {name}").format(
             channel=ctx.channel.title(), name=name
         )
@@ -312,7 +314,7 @@ class ZendeskConnector(Connector):
         ticket: dict[str, Any] = {
             "subject": subject,
             "comment": {
-                "body": transcript(ctx.history, name),
+                "body": chunks[0],
                 "author_id": requester_id,
                 "public": True,
             },
@@ -343,6 +345,10 @@ class ZendeskConnector(Connector):
         ticket_id = (data.get("ticket") or {}).get("id") if isinstance(data, dict) else None
         if not ticket_id:
             raise self._no_id("POST /api/v2/tickets")
+        for chunk in chunks[1:]:
+            comment = {"body": chunk, "author_id": requester_id, "public": True}
+            # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
+            self._call("PUT", f"/api/v2/tickets/{int(ticket_id)}", {"ticket": {"comment": comment}})
         return OpenResult(interaction_id=str(ticket_id), data={"requester_id": requester_id})
 
     def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
