@@ -195,14 +195,17 @@ class ConversationLinkQuerySet(models.QuerySet):
 
     @staticmethod
     def stuck_condition(now=None) -> Q:
-        """Not yet active too long after the escalation, closing too long, or with a delivery being
-        retried for longer than BRIDGE_STUCK_AFTER_SECONDS (dead letters are counted on their own)."""
+        """Not yet active too long after the escalation, closing too long, with a delivery being
+        retried for longer than BRIDGE_STUCK_AFTER_SECONDS, or open with a dead letter (at once:
+        nothing will retry it by itself, so someone must look)."""
         cutoff = stuck_cutoff(now)
         failing = Delivery.objects.failing().filter(link=OuterRef("pk"), failing_since__lt=cutoff)
+        dead = Delivery.objects.dead().filter(link=OuterRef("pk"))
         return (
             Q(state=State.REQUESTED, escalated_at__lt=cutoff)
             | Q(state=State.CLOSING, closing_at__lt=cutoff)
             | Q(state__in=OPEN_STATES) & Exists(failing)
+            | Q(state__in=OPEN_STATES) & Exists(dead)
         )
 
     def stuck(self, now=None) -> ConversationLinkQuerySet:

@@ -255,6 +255,9 @@ class HandoverSerializer(serializers.Serializer):
     deliveriesPending = serializers.IntegerField()
     deliveriesDead = serializers.IntegerField()
     lastError = serializers.CharField(allow_null=True)
+    bot = serializers.CharField(
+        allow_null=True, help_text="Infobip bot id, for a conversation that came through an external bot"
+    )
 
 
 class BridgeAPIView(APIView):
@@ -350,6 +353,7 @@ def handover_json(link: ConversationLink) -> dict:
         "deliveriesPending": deliveries.exclude(state__in=Delivery.TERMINAL_STATES).count(),
         "deliveriesDead": deliveries.filter(state=Delivery.Status.DEAD).count(),
         "lastError": link.last_error or None,
+        "bot": link.bot.bot_id if link.bot_id and link.bot else None,
     }
 
 
