@@ -18,6 +18,7 @@ from bridge import alerts, bots, handlers, http, reconcile, retention, services
 from bridge import delivery as engine
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError, UpstreamError
+from bridge.heartbeat import beat as beat_worker_heartbeat
 from bridge.models import CcaasEndpoint, InfobipBot, Lease
 
 # How often the retention pass runs when a retention period is set.
@@ -240,6 +241,7 @@ def run_ticker(duration: float = 50.0) -> str:
         while time.monotonic() < deadline:
             started = time.monotonic()
             try:
+                beat_worker_heartbeat()  # /healthz: the cluster is alive
                 tick()
             except Exception:
                 logger.exception("tick failed")
