@@ -98,6 +98,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    if "postgresql" in DATABASES["default"]["ENGINE"]:
+        # A worker host that dies or is cut off in the middle of a transaction must not hold row locks
+        # (a handover's lane) until TCP notices, which can take hours: the server ends a session idle
+        # inside a transaction after BRIDGE_DB_IDLE_IN_TRANSACTION_SECONDS, and the client probes
+        # quiet connections with keepalives.
+        _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+        for _key, _value in {
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }.items():
+            _pg_options.setdefault(_key, _value)
+        _idle = env.int("BRIDGE_DB_IDLE_IN_TRANSACTION_SECONDS", default=300)
+        if _idle > 0:
+            _pg_options["options"] = (
+                f"{_pg_options.get('options', '')} -c idle_in_transaction_session_timeout={_idle * 1000}".strip()
+            )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Task queue (django-q2) -------------------------------------------------------------------------

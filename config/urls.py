@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
 from django_prometheus.exports import ExportToDjangoView
-from drf_spectacular.views import SpectacularAPIView
 
 from bridge.api import views
+from bridge.api.schema import SchemaView
 from bridge.security import BridgeAdminSite, protected
 
 # The console asks for a TOTP code when BRIDGE_ADMIN_2FA is on (django-otp's documented way to switch
@@ -17,7 +17,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path(
         "api/schema/",
-        protected("BRIDGE_SCHEMA_PUBLIC", "BRIDGE_API_TOKEN")(SpectacularAPIView.as_view()),
+        protected("BRIDGE_SCHEMA_PUBLIC", "BRIDGE_API_TOKEN")(SchemaView.as_view()),
         name="api-schema",
     ),
     path(
