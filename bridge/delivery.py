@@ -31,6 +31,7 @@ from bridge.causes import cause_of
 from bridge.exceptions import (
     BridgeError,
     ConfigurationError,
+    CredentialsUnreadable,
     PermanentError,
     TransientError,
     UpstreamAuthError,
@@ -216,9 +217,10 @@ def run(delivery: Delivery, handler: Callable[[Delivery], str | None]) -> None:
         logger.warning("delivery %s: lease lost mid-way; its new owner carries on", delivery.pk)
     except TransientError as exc:
         _failed(delivery, exc, permanent=False, retry_after=exc.retry_after)
-    except UpstreamAuthError as exc:
-        # Wrong credentials heal when an operator fixes them, so keep retrying on the schedule
-        # (and flag the endpoint) instead of dead-lettering a whole backlog after one try each.
+    except (UpstreamAuthError, CredentialsUnreadable) as exc:
+        # Wrong or unreadable credentials heal when an operator fixes them (or restores a removed
+        # encryption key), so keep retrying on the schedule (and show it on the endpoint) instead
+        # of dead-lettering a whole backlog after one try each.
         _failed(delivery, exc, permanent=False)
     except (PermanentError, ConfigurationError) as exc:
         _failed(delivery, exc, permanent=True)

@@ -11,6 +11,7 @@ OwnMessage      every message the bridge created on either side, by the id that 
 HandoverEvent   the handover's timeline, for operators.
 Lease           named, expiring locks (the ticker, endpoint polls).
 InfobipBot      an Infobip external chatbot (`/ccaas/1/bots`) whose webhook is the bridge.
+Heartbeat       when the worker cluster last showed it was alive (for /healthz).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from django.utils import timezone
 
 from bridge.causes import Cause, touches_endpoint
 from bridge.exceptions import UpstreamAuthError
-from bridge.fields import RotatingEncryptedJSONField
+from bridge.fields import RotatingEncryptedJSONField, is_readable
 
 
 def stuck_cutoff(now=None):
@@ -163,6 +164,8 @@ class CcaasEndpoint(models.Model):
         """(label, tone) for the console, by the same rules as CcaasEndpointQuerySet."""
         if not self.enabled:
             return "disabled", "muted"
+        if not is_readable(self):
+            return "credentials unreadable", "bad"
         if self.auth_failed:
             return "credentials refused", "bad"
         if self.last_error:
@@ -192,14 +195,17 @@ class ConversationLinkQuerySet(models.QuerySet):
 
     @staticmethod
     def stuck_condition(now=None) -> Q:
-        """Not yet active too long after the escalation, closing too long, or with a delivery being
-        retried for longer than BRIDGE_STUCK_AFTER_SECONDS (dead letters are counted on their own)."""
+        """Not yet active too long after the escalation, closing too long, with a delivery being
+        retried for longer than BRIDGE_STUCK_AFTER_SECONDS, or open with a dead letter (at once:
+        nothing will retry it by itself, so someone must look)."""
         cutoff = stuck_cutoff(now)
         failing = Delivery.objects.failing().filter(link=OuterRef("pk"), failing_since__lt=cutoff)
+        dead = Delivery.objects.dead().filter(link=OuterRef("pk"))
         return (
             Q(state=State.REQUESTED, escalated_at__lt=cutoff)
             | Q(state=State.CLOSING, closing_at__lt=cutoff)
             | Q(state__in=OPEN_STATES) & Exists(failing)
+            | Q(state__in=OPEN_STATES) & Exists(dead)
         )
 
     def stuck(self, now=None) -> ConversationLinkQuerySet:
@@ -796,3 +802,32 @@ class AlertNotification(models.Model):
 
     def __str__(self) -> str:
         return self.subject
+
+
+class RetiredEncryptionKey(models.Model):
+    """A key of BRIDGE_ENCRYPTION_KEYS that `bridge_rotate_keys` moved every value off.
+
+    Only a fingerprint is kept (the first 16 hex digits of the key's SHA-256), never the key. It
+    lets the command refuse keys given oldest-first: a retired key must never encrypt again.
+    """
+
+    fingerprint = models.CharField(max_length=16, unique=True)
+    retired_at = models.DateTimeField(default=timezone.now)
+    values_moved = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"key {self.fingerprint} (retired {self.retired_at:%Y-%m-%d})"
+
+
+class Heartbeat(models.Model):
+    """The last time a process of one kind showed it was alive (the worker cluster's ticker writes
+    `worker`); /healthz reports a worker missing when its beat is older than
+    BRIDGE_HEARTBEAT_STALE_SECONDS. Written by bridge.heartbeat.beat()."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    beat_at = models.DateTimeField()
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.beat_at:%Y-%m-%d %H:%M:%S}"

@@ -155,7 +155,6 @@ def validate_request(
     body: Any = None,
     ignore: Ignore = (),
     prose_query: tuple[str, ...] = (),
-    prose_body: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Assert that a request matches an operation of `spec_name`; return the operation.
 
@@ -163,8 +162,7 @@ def validate_request(
     `query` maps names to a value or a list of values. `body` is the decoded JSON body (or None).
     `ignore` lists known defects of the document as (body path regex, error message regex) pairs;
     `prose_query` names query parameters the vendor documents only in prose (not as parameters), which
-    are then accepted without a type check; `prose_body` names operations (operationId) whose JSON body
-    the vendor documents only in prose, which then may carry one.
+    are then accepted without a type check.
     """
     spec = load_spec(spec_name)
     parts = urlsplit(path)
@@ -226,19 +224,13 @@ def validate_request(
                 pytest.fail(f"{where}: request body is required")
         elif "schema" in media:
             _check(spec, media["schema"], body, f"{where} request body", ignore)
-    elif body not in (None, b"", "") and operation.get("operationId") not in prose_body:
+    elif body not in (None, b"", ""):
         pytest.fail(f"{where}: operation takes no request body")
     return operation
 
 
 def assert_conforms(
-    spec_name: str,
-    request: Any,
-    *,
-    prefix: str = "",
-    ignore: Ignore = (),
-    prose_query: tuple[str, ...] = (),
-    prose_body: tuple[str, ...] = (),
+    spec_name: str, request: Any, *, prefix: str = "", ignore: Ignore = (), prose_query: tuple[str, ...] = ()
 ) -> str:
     """Validate one sent request (a `requests.PreparedRequest`: method, URL, JSON body) against
     `spec_name`; return the operationId it matched. `prefix` is a server path prefix to strip."""
@@ -252,13 +244,7 @@ def assert_conforms(
     body = json.loads(raw) if raw else None
     target = path + (f"?{parts.query}" if parts.query else "")
     operation = validate_request(
-        spec_name,
-        request.method,
-        target,
-        body=body,
-        ignore=ignore,
-        prose_query=prose_query,
-        prose_body=prose_body,
+        spec_name, request.method, target, body=body, ignore=ignore, prose_query=prose_query
     )
     return operation.get("operationId") or f"{request.method} {path}"
 

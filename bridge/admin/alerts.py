@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from bridge.admin.display import GuardedActionsMixin, ReadOnlyMixin, actor, ago, badge, error_text, plural
+from bridge.fields import is_readable
 from bridge.models import AlertChannel, AlertIncident, AlertNotification
 
 TONES = {"PENDING": "warn", "DONE": "ok", "SKIPPED": "muted", "DEAD": "bad"}
@@ -38,7 +39,8 @@ class AlertChannelForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        target = self.instance.target or {}
+        # A target no configured key decrypts (a removed key) is shown empty and entered again.
+        target = (self.instance.target or {}) if is_readable(self.instance, "target") else {}
         self.initial.setdefault("recipients", ", ".join(target.get("to") or []))
         if target.get("url"):
             self.fields["url"].help_text = "Set (stored encrypted, never shown); leave blank to keep it."
@@ -46,7 +48,7 @@ class AlertChannelForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         kind = data.get("kind")
-        target = dict(self.instance.target or {})
+        target = dict(self.instance.target or {}) if is_readable(self.instance, "target") else {}
         if kind == AlertChannel.Kind.EMAIL:
             to = [a.strip() for a in (data.get("recipients") or "").split(",") if a.strip()]
             for address in to:

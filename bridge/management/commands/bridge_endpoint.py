@@ -13,6 +13,7 @@ from django.db import transaction
 from bridge import operations
 from bridge.connectors import REGISTRY, connector_class
 from bridge.exceptions import BridgeError
+from bridge.fields import is_readable
 from bridge.models import CcaasEndpoint
 
 
@@ -76,7 +77,9 @@ class Command(BaseCommand):
         credentials = self._credentials_text(options)
         if credentials:
             new = _json_object(credentials, "credentials")
-            endpoint.credentials = {**({} if creating else endpoint.credentials), **new}
+            # Unreadable stored credentials (a removed key) are replaced by the ones given here.
+            kept = {} if creating or not is_readable(endpoint) else endpoint.credentials
+            endpoint.credentials = {**kept, **new}
         if options.get("routing_rules"):
             rules = json.loads(options["routing_rules"])
             if not isinstance(rules, list):
@@ -140,7 +143,7 @@ class Command(BaseCommand):
             flags = (
                 ",".join(f for f, on in (("default", e.is_default), ("disabled", not e.enabled)) if on) or "-"
             )
-            secrets = ",".join(sorted(e.credentials or {})) or "none"
+            secrets = ",".join(sorted(e.credentials or {})) or "none" if is_readable(e) else "UNREADABLE"
             self.stdout.write(
                 f"{e.slug}\t{e.kind}\t{e.mode}\t{'polled' if e.polled else 'not polled'}\t{flags}\tconfig={json.dumps(e.config, sort_keys=True)}\t"
                 f"credentials=[{secrets}]\tlast_error={(e.last_error or '-')[:80]}"
