@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -45,6 +46,10 @@ OPEN = Delivery.OPEN_DELIVERY_STATES
 HEALTH_WRITE_SECONDS = 5
 # A lane the sweeper queued is not queued again for this long, unless its head changes.
 RENUDGE_SECONDS = 10
+# One drive of a lane works it for at most this long (or this many deliveries), then queues the
+# next drive of it.
+DRIVE_SECONDS = 60
+DRIVE_LIMIT = 200
 
 
 class LeaseLost(Exception):
@@ -126,21 +131,39 @@ def save_progress(delivery: Delivery, payload: dict) -> None:
     delivery.payload = payload
 
 
-def enqueue_lane(link_id, lane: str) -> None:
-    """Ask a worker to drive this lane once the current transaction commits."""
-    from django_q.tasks import async_task
+def enqueue_lane(link_id, lane: str, *, delivery_id: int | None = None) -> None:
+    """Ask a worker to drive this lane once the current transaction commits.
+
+    With `delivery_id` (the delivery just queued), nothing is queued when an older delivery of the
+    lane is still open: whoever carries that one (its queued task, the worker looping over the lane,
+    or the sweeper for a retry that is not due yet) carries this one too, since it was committed
+    before this check. So a backlog costs one broker task per lane, not one per message.
+    """
 
     def _send() -> None:
-        try:
-            async_task(
-                "bridge.tasks.drive_lane", str(link_id), lane, task_name=f"drive {lane} {link_id}"[:100]
-            )
-        except Exception:  # the broker being down must not fail the request; the ticker re-drives
-            logger.warning(
-                "could not queue lane %s of handover %s; the ticker will pick it up", lane, link_id
-            )
+        if delivery_id is not None:
+            older = Delivery.objects.filter(link_id=link_id, lane=lane, state__in=OPEN, pk__lt=delivery_id)
+            if older.exists():
+                return
+        queue_lane(link_id, lane)
 
     transaction.on_commit(_send)
+
+
+def queue_lane(link_id, lane: str) -> None:
+    """Queue one drive of the lane now. Its result is not stored: the outcome is on the deliveries."""
+    from django_q.tasks import async_task
+
+    try:
+        async_task(
+            "bridge.tasks.drive_lane",
+            str(link_id),
+            lane,
+            task_name=f"drive {lane} {link_id}"[:100],
+            save=False,
+        )
+    except Exception:  # the broker being down must not fail the request; the ticker re-drives
+        logger.warning("could not queue lane %s of handover %s; the ticker will pick it up", lane, link_id)
 
 
 def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
@@ -191,12 +214,19 @@ def claim_next(link_id, lane: str) -> Delivery | None:
     return head
 
 
-def drive_lane(link_id, lane: str, *, limit: int = 200) -> int:
+def drive_lane(link_id, lane: str, *, limit: int | None = None) -> int:
     """Deliver the lane's due items in order until it is empty, blocked or waiting; return how many ran."""
     from bridge.handlers import HANDLERS  # handlers import services, which imports this module
 
+    limit = limit or DRIVE_LIMIT
     done = 0
-    while done < limit:
+    deadline = time.monotonic() + DRIVE_SECONDS
+    while True:
+        if done >= limit or time.monotonic() > deadline:
+            # Long lanes hand over to a fresh task (so one lane never holds a worker past the
+            # task timeout, and other lanes' tasks get their turn); nothing else would re-drive it.
+            queue_lane(link_id, lane)
+            break
         delivery = claim_next(link_id, lane)
         if delivery is None:
             break
