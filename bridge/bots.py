@@ -257,16 +257,18 @@ def _end_handovers(bot: InfobipBot, why: str) -> int:
     return count
 
 
-def check(bot: InfobipBot) -> str:
-    """Compare the bot with Infobip's copy. A bot disabled or deleted on Infobip no longer receives
-    messages and Infobip re-routes its conversations on the next inbound message: its open handovers
-    are closed on the contact center's side, visibly. Returns what was seen, in operator words."""
+def check(bot: InfobipBot, remote: dict[str, Any] | bool | None = False) -> str:
+    """Compare the bot with Infobip's copy (`remote`: Infobip's bot, or None when it has none; read
+    here when not given). A bot disabled or deleted on Infobip no longer receives messages and
+    Infobip re-routes its conversations on the next inbound message: its open handovers are closed
+    on the contact center's side, visibly. Returns what was seen, in operator words."""
     now = timezone.now()
-    try:
-        remote = infobip_client().get_bot(bot.bot_id) if bot.bot_id else None
-    except BridgeError as exc:
-        InfobipBot.objects.filter(pk=bot.pk).update(last_error=str(exc)[:2000], last_checked_at=now)
-        return f"could not check: {exc}"
+    if remote is False:
+        try:
+            remote = infobip_client().get_bot(bot.bot_id) if bot.bot_id else None
+        except BridgeError as exc:
+            InfobipBot.objects.filter(pk=bot.pk).update(last_error=str(exc)[:2000], last_checked_at=now)
+            return f"could not check: {exc}"
     if remote is None:
         state, why = "missing", "the bot no longer exists on Infobip"
     elif not remote.get("enabled", True):
@@ -274,6 +276,29 @@ def check(bot: InfobipBot) -> str:
     else:
         InfobipBot.objects.filter(pk=bot.pk).update(enabled=True, last_error="", last_checked_at=now)
         return "enabled"
+    if not bot.enabled and bot.last_error == why:
+        InfobipBot.objects.filter(pk=bot.pk).update(last_checked_at=now)
+        return f"{state}: {why} (already noticed)"
     closed = _end_handovers(bot, f"{why}; Infobip re-routes its conversations")
+    logger.warning("Infobip bot %s (%s %s): %s", bot.bot_id, bot.channel, bot.destination, why)
     InfobipBot.objects.filter(pk=bot.pk).update(enabled=False, last_error=why, last_checked_at=now)
     return f"{state}: {why}" + (f"; {closed} open handovers closed" if closed else "")
+
+
+def check_all() -> int:
+    """Check every registered bot with one Get Bots listing (the ticker runs this every
+    BRIDGE_BOT_CHECK_SECONDS while bots exist). Returns how many bots were newly found disabled or gone."""
+    bots = list(InfobipBot.objects.exclude(bot_id=""))
+    if not bots:
+        return 0
+    try:
+        remote = {str(b.get("id")): b for b in infobip_client().list_bots()}
+    except BridgeError as exc:
+        logger.warning("Infobip bots could not be checked: %s", exc)
+        return 0
+    noticed = 0
+    for bot in bots:
+        was_enabled = bot.enabled
+        if check(bot, remote.get(bot.bot_id)) != "enabled" and was_enabled:
+            noticed += 1
+    return noticed

@@ -32,10 +32,12 @@ from bridge.causes import cause_of
 from bridge.exceptions import (
     BridgeError,
     ConfigurationError,
+    CredentialsUnreadable,
     PermanentError,
     TransientError,
     UpstreamAuthError,
 )
+from bridge.logs import for_delivery
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery, State
 
 logger = logging.getLogger(__name__)
@@ -312,6 +314,7 @@ def drive_lane(link_id, lane: str, *, limit: int | None = None) -> int:
     return done
 
 
+<<<<<<< HEAD
 class ClaimKeeper(Heartbeat):
     """One heartbeat for a whole drive: renews the lease of whichever delivery is current."""
 
@@ -354,6 +357,11 @@ def run(
     transaction; returns whether it did."""
     own = heartbeat is None
     beat = claim_heartbeat(delivery) if own else heartbeat
+=======
+@for_delivery
+def run(delivery: Delivery, handler: Callable[[Delivery], str | None]) -> None:
+    """Run one claimed delivery, its lease renewed while it runs, and record how it ended."""
+>>>>>>> main
     try:
         if own:
             beat.start()
@@ -366,9 +374,10 @@ def run(
         logger.warning("delivery %s: lease lost mid-way; its new owner carries on", delivery.pk)
     except TransientError as exc:
         _failed(delivery, exc, permanent=False, retry_after=exc.retry_after)
-    except UpstreamAuthError as exc:
-        # Wrong credentials heal when an operator fixes them, so keep retrying on the schedule
-        # (and flag the endpoint) instead of dead-lettering a whole backlog after one try each.
+    except (UpstreamAuthError, CredentialsUnreadable) as exc:
+        # Wrong or unreadable credentials heal when an operator fixes them (or restores a removed
+        # encryption key), so keep retrying on the schedule (and show it on the endpoint) instead
+        # of dead-lettering a whole backlog after one try each.
         _failed(delivery, exc, permanent=False)
     except (PermanentError, ConfigurationError) as exc:
         _failed(delivery, exc, permanent=True)

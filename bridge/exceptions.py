@@ -74,3 +74,12 @@ class WebhookError(BridgeError):
 
 class SignatureError(WebhookError):
     status = 403
+
+
+class CredentialsUnreadable(ConfigurationError):
+    """Stored credentials no key of BRIDGE_ENCRYPTION_KEYS decrypts (a key was removed or mistyped).
+
+    Not permanent: deliveries wait and retry on their schedule, with the endpoint showing this
+    error, until the key is restored or the credentials are entered again."""
+
+    permanent = False

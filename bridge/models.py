@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from bridge.causes import Cause, touches_endpoint
 from bridge.exceptions import UpstreamAuthError
-from bridge.fields import RotatingEncryptedJSONField
+from bridge.fields import RotatingEncryptedJSONField, is_readable
 
 
 def stuck_cutoff(now=None):
@@ -163,6 +163,8 @@ class CcaasEndpoint(models.Model):
         """(label, tone) for the console, by the same rules as CcaasEndpointQuerySet."""
         if not self.enabled:
             return "disabled", "muted"
+        if not is_readable(self):
+            return "credentials unreadable", "bad"
         if self.auth_failed:
             return "credentials refused", "bad"
         if self.last_error:
@@ -694,3 +696,120 @@ class InfobipBot(models.Model):
     @property
     def secret(self) -> str:
         return str((self.credentials or {}).get("secret") or "")
+
+
+class AlertChannel(models.Model):
+    """Where people are told when something goes wrong: an e-mail list or a chat webhook.
+
+    Operators subscribe a channel to the kinds of incident they want (`events`); each incident is
+    sent once when it starts and once when it is over, through the alert outbox (AlertNotification).
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        SLACK = "slack", "Slack incoming webhook"
+        TEAMS = "teams", "Microsoft Teams incoming webhook"
+        JSON = "json", "Generic JSON webhook"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.EMAIL)
+    target = RotatingEncryptedJSONField(
+        default=dict,
+        blank=True,
+        help_text='{"to": ["ops@example.com"]} for e-mail, {"url": "https://hooks..."} for webhooks; '
+        "stored encrypted (webhook URLs carry their own secret).",
+    )
+    events = models.JSONField(
+        default=list, blank=True, help_text="The incident kinds this channel is told about."
+    )
+    enabled = models.BooleanField(default=True)
+    max_per_hour = models.PositiveIntegerField(
+        default=30, help_text="At most this many messages an hour; further incidents are counted, not sent."
+    )
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "alert channel"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertIncident(models.Model):
+    """One thing that went wrong, from when it was first seen until it was over (once per incident)."""
+
+    class Kind(models.TextChoices):
+        STUCK = "stuck", "Stuck handover"
+        DEAD_LETTER = "dead_letter", "Dead letter"
+        ENDPOINT = "endpoint", "Endpoint unhealthy"
+        WORKER = "worker", "Worker heartbeat missing"
+        WAITING = "waiting", "Customer waiting too long"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    key = models.CharField(
+        max_length=255, help_text="What the incident is about: a handover id, an endpoint."
+    )
+    summary = models.CharField(max_length=500)
+    opened_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "key"], condition=Q(resolved_at__isnull=True), name="one_open_incident"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.key}"
+
+
+class AlertNotification(models.Model):
+    """The alert outbox: one message owed to one channel, retried with backoff, dead-lettered
+    visibly after BRIDGE_RETRY_MAX_ATTEMPTS, like every other delivery of the bridge."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        DONE = "DONE", "Sent"
+        SKIPPED = "SKIPPED", "Not sent (rate limit)"
+        DEAD = "DEAD", "Dead letter"
+
+    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="notifications")
+    incident = models.ForeignKey(AlertIncident, on_delete=models.CASCADE, related_name="notifications")
+    recovery = models.BooleanField(default=False, help_text="The incident is over.")
+    subject = models.CharField(max_length=255)
+    text = models.TextField()
+    state = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "alert notification"
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class RetiredEncryptionKey(models.Model):
+    """A key of BRIDGE_ENCRYPTION_KEYS that `bridge_rotate_keys` moved every value off.
+
+    Only a fingerprint is kept (the first 16 hex digits of the key's SHA-256), never the key. It
+    lets the command refuse keys given oldest-first: a retired key must never encrypt again.
+    """
+
+    fingerprint = models.CharField(max_length=16, unique=True)
+    retired_at = models.DateTimeField(default=timezone.now)
+    values_moved = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"key {self.fingerprint} (retired {self.retired_at:%Y-%m-%d})"

@@ -15,11 +15,11 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from bridge import alerts, bots, handlers, http, reconcile, retention, services
 from bridge import delivery as engine
-from bridge import handlers, http, reconcile, retention, services
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, TransientError
-from bridge.models import CcaasEndpoint, Lease
+from bridge.models import CcaasEndpoint, InfobipBot, Lease
 
 # How often the retention pass runs when a retention period is set.
 RETENTION_EVERY_SECONDS = 3600
@@ -182,8 +182,22 @@ def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
             retention.apply()
         else:
             async_task("bridge.tasks.apply_retention", task_name="retention")
+    # External bots (bridge.bots): notice one disabled or deleted on Infobip, when any is registered.
+    if (
+        settings.BRIDGE_BOT_CHECK_SECONDS > 0
+        and InfobipBot.objects.exists()
+        and acquire_lease("bot-check", settings.BRIDGE_BOT_CHECK_SECONDS) is not None
+    ):
+        if inline:
+            bots.check_all()
+        else:
+            async_task("bridge.bots.check_all", task_name="bot-check")
     result.stuck = services.flag_stuck()
     result.idle_closed = services.close_idle()
+    try:
+        alerts.run()
+    except Exception:  # alerts must never stop the ticker; failures are on the alert outbox
+        logger.exception("alert round failed")
     if inline:
         # idle closes and polls may have queued work of their own: carry it out too
         for link_id, lane in engine.due_lanes(timezone.now() + timedelta(seconds=5)):

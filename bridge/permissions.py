@@ -19,8 +19,13 @@ VIEW_MODELS = (
     "handoverevent",
     "tag",
     "infobipbot",
+    "alertchannel",
+    "alertincident",
+    "alertnotification",
 )
-ACTION_MODELS = ("conversationlink", "message", "delivery")
+ACTION_MODELS = ("conversationlink", "message", "delivery", "alertnotification")
+# Operators subscribe themselves to alerts: they manage the alert channels.
+MANAGED_MODELS = ("alertchannel",)
 
 
 def ensure_groups(*, add_only: bool = False) -> None:
@@ -35,7 +40,9 @@ def ensure_groups(*, add_only: bool = False) -> None:
         content_type__app_label="bridge", codename__in=[f"view_{m}" for m in VIEW_MODELS]
     )
     change = Permission.objects.filter(
-        content_type__app_label="bridge", codename__in=[f"change_{m}" for m in ACTION_MODELS]
+        content_type__app_label="bridge",
+        codename__in=[f"change_{m}" for m in ACTION_MODELS]
+        + [f"{verb}_{m}" for m in MANAGED_MODELS for verb in ("add", "change", "delete")],
     )
     read_only, _ = Group.objects.get_or_create(name=READ_ONLY)
     operators, _ = Group.objects.get_or_create(name=OPERATORS)

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, transaction
 from django.utils import timezone
 
 from bridge import handlers, services
 from bridge.exceptions import BridgeError, ConversationClosedError, NotFoundError
-from bridge.models import ConversationLink, Delivery, Message, State
+from bridge.logs import for_handover
+from bridge.models import ConversationLink, Delivery, HandoverEvent, Message, State
 from bridge.ratelimit import RateLimited
 from bridge.types import Direction
 
@@ -31,6 +32,7 @@ class Reconciled:
     rate_limited: bool = False
 
 
+@for_handover
 def reconcile_link(link: ConversationLink, client=None) -> int:
     """Record and forward the customer messages of one handover that never arrived by webhook."""
     if link.state != State.ACTIVE:
@@ -42,10 +44,12 @@ def reconcile_link(link: ConversationLink, client=None) -> int:
         Message.objects.filter(link=link, source=Message.Source.INFOBIP).values_list("external_id", flat=True)
     )
     recovered = 0
-    for message in client.iter_messages(link.conversation_id, created_after=since):
+    for message in client.iter_messages(
+        link.conversation_id, created_after=since, on_refused=_refused_note(link)
+    ):
         if message.id in known or message.direction != Direction.INBOUND:
             continue
-        if services.record_once(link, message, recovered=True):
+        if _record(link, message, recovered=True):
             recovered += 1
             _note_gap(link, message)
     if recovered:
@@ -101,6 +105,10 @@ def reconcile_all(now=None) -> Reconciled:
         except BridgeError as exc:
             result.errors += 1
             logger.warning("reconciliation of %s failed: %s", link.conversation_id, exc)
+        except Exception:
+            # Whatever goes wrong with one conversation must not stop the round for the others.
+            result.errors += 1
+            logger.exception("reconciliation of %s crashed", link.conversation_id)
     return result
 
 
@@ -111,10 +119,33 @@ def fetch_messages(link_id, message_ids: list[str]) -> int:
     if link is None:
         return 0
     return sum(
-        services.record_once(link, message)
-        for message in services.infobip_client().iter_messages(link.conversation_id, message_ids=message_ids)
+        _record(link, message)
+        for message in services.infobip_client().iter_messages(
+            link.conversation_id, message_ids=message_ids, on_refused=_refused_note(link)
+        )
         if message.direction == Direction.INBOUND
     )
+
+
+def _record(link: ConversationLink, message, *, recovered: bool = False) -> int:
+    """Record one recovered message; one that cannot be stored is noted, never holds back the rest."""
+    try:
+        return int(services.record_once(link, message, recovered=recovered))
+    except DataError as exc:
+        logger.warning("message %s of handover %s cannot be stored: %s", message.id, link.pk, exc)
+        _refused_note(link)(message.id, "a value of this message cannot be stored")
+        return 0
+
+
+def _refused_note(link: ConversationLink):
+    """A callback noting, once per message, a message of Infobip's list the bridge cannot store."""
+
+    def note(message_id: str, why: str) -> None:
+        text = f"message {message_id or '(no id)'} from Get Messages refused: {why}"[:2000]
+        if not HandoverEvent.objects.filter(link=link, kind="refused", text=text).exists():
+            link.note("refused", text)
+
+    return note
 
 
 def push_tags(link_id, added: list[str] | None = None, removed: list[str] | None = None) -> None:

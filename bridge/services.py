@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, transaction
 from django.db.models import Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -28,6 +28,7 @@ from bridge.models import (
     CcaasEndpoint,
     ConversationLink,
     Delivery,
+    HandoverEvent,
     InboundEvent,
     Message,
     OwnMessage,
@@ -188,6 +189,8 @@ class Recorded:
     stored: int = 0
     duplicates: int = 0
     ignored: int = 0
+    normalised: int = 0  # stored with a value changed so both databases can keep it (bridge.inputs)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (message id, why)
 
 
 def record_inbound(messages: Iterable[InfobipMessage]) -> Recorded:
@@ -207,8 +210,17 @@ def record_inbound(messages: Iterable[InfobipMessage]) -> Recorded:
         )
         if link is None:
             result.ignored += 1
-        elif record_once(link, message):
+            continue
+        try:
+            stored = record_once(link, message)
+        except DataError as exc:
+            # Last line of defence: bridge.inputs should have caught it; refuse this message only.
+            logger.warning("customer message %s could not be stored: %s", message.id, exc)
+            result.refused.append((message.id, "a value of this message cannot be stored"))
+            continue
+        if stored:
             result.stored += 1
+            result.normalised += bool(message.normalised)
         else:
             result.duplicates += 1
     return result
@@ -220,8 +232,12 @@ def record_once(link: ConversationLink, message: InfobipMessage, *, recovered: b
     try:
         with transaction.atomic():
             queue_for_ccaas(link, message, recovered=recovered)
-    except IntegrityError:
-        return False
+    except IntegrityError as exc:
+        # A duplicate only if the message is really there: SQLite reports a value its JSON check
+        # refuses as an IntegrityError too, and that must not pass as "already recorded".
+        if Message.objects.filter(link=link, source=Message.Source.INFOBIP, external_id=message.id).exists():
+            return False
+        raise DataError(f"message {message.id} could not be stored") from exc
     return True
 
 
@@ -241,6 +257,8 @@ def queue_for_ccaas(link: ConversationLink, message: InfobipMessage, *, recovere
         recovered=recovered,
         raw=message.raw,
     )
+    if message.normalised:
+        _note_normalised(link, f"message {message.id}", message.normalised)
     queued = Delivery.objects.create(
         link=link,
         message=row,
@@ -259,6 +277,13 @@ def queue_for_ccaas(link: ConversationLink, message: InfobipMessage, *, recovere
     return row
 
 
+def _note_normalised(link: ConversationLink, what: str, changes) -> None:
+    """Tell the operator (timeline and log) what was changed so a value could be stored."""
+    text = f"{what} stored with values normalised: {'; '.join(changes)}"
+    logger.warning("handover %s: %s", link.pk, text)
+    HandoverEvent.objects.create(link_id=link.pk, kind="normalised", text=text[:2000], actor="bridge")
+
+
 # --- what the contact center sends ---------------------------------------------------------------
 @dataclass
 class Ingested:
@@ -266,6 +291,8 @@ class Ingested:
     duplicates: int = 0
     messages: int = 0
     unknown: int = 0
+    normalised: int = 0  # stored with a value changed so both databases can keep it (bridge.inputs)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (event id, why)
 
 
 def ingest_events(
@@ -273,33 +300,82 @@ def ingest_events(
 ) -> Ingested:
     """Store a batch of contact-center events and queue what they ask for, in one transaction.
 
-    Duplicates (same event id, or same agent message id) are ignored. With `cursor`, the endpoint's
-    poll cursor moves in the same transaction, so a crash can never skip or repeat a page.
+    Duplicates (same event id, or same agent message id) are ignored. An event that cannot be stored
+    (an id or type that does not fit, a connector's parse failure) is refused alone: recorded as a
+    `refused` inbound event with the reason, listed in the result; the rest of the batch is stored.
+    With `cursor`, the endpoint's poll cursor moves in the same transaction, so a crash can never
+    skip or repeat a page.
     """
+    from bridge import inputs
+
     result = Ingested()
     source = f"ccaas:{endpoint.slug}"
     with transaction.atomic():
         for event in events:
             try:
+                event, changes = inputs.normalise_event(event)
                 with transaction.atomic():
-                    row = InboundEvent.objects.create(
-                        source=source,
-                        event_id=event.id,
-                        type=event.original_type or event.type.value,
-                        endpoint=endpoint,
-                        payload=event.raw,
-                    )
-            except IntegrityError:
-                result.duplicates += 1
-                continue
-            result.stored += 1
-            note = _apply_event(endpoint, event, row, result)
-            if note or row.link_id:  # the handover it belongs to, for the console and for retention
-                row.note = note[:255]
-                row.save(update_fields=["note", "link"])
+                    try:
+                        with transaction.atomic():
+                            row = InboundEvent.objects.create(
+                                source=source,
+                                event_id=event.id,
+                                type=event.original_type or event.type.value,
+                                endpoint=endpoint,
+                                payload=event.raw,
+                                note=f"normalised: {changes.text()}"[:255] if changes else "",
+                            )
+                    except IntegrityError:
+                        if not InboundEvent.objects.filter(source=source, event_id=event.id).exists():
+                            raise DataError("the event could not be stored") from None
+                        result.duplicates += 1
+                        continue
+                    result.stored += 1
+                    note = _apply_event(endpoint, event, row, result)
+                    if changes:
+                        result.normalised += 1
+                        logger.warning("event %s from %s normalised: %s", event.id, source, changes.text())
+                        if row.link_id:
+                            _note_normalised(row.link, f"event {event.id}", changes.items)
+                    if note or row.link_id:  # its handover, for the console and for retention
+                        if note:
+                            row.note = (f"{note} (normalised: {changes.text()})" if changes else note)[:255]
+                        row.save(update_fields=["note", "link"])
+            except (inputs.InputError, DataError) as exc:
+                _record_refused(endpoint, source, event, str(exc), result)
         if cursor is not None:
             CcaasEndpoint.objects.filter(pk=endpoint.pk).update(poll_cursor=cursor)
     return result
+
+
+def _record_refused(
+    endpoint: CcaasEndpoint, source: str, event: CcaasEvent, why: str, result: Ingested
+) -> None:
+    """Keep a refused event visible to operators (an inbound event of type `refused`), once."""
+    import hashlib
+    import json
+
+    from bridge import inputs
+
+    shown_id = event.id if event.id and not inputs.unstorable_text(event.id) and len(event.id) <= 80 else ""
+    result.refused.append((shown_id, why))
+    logger.warning("event %r from %s refused: %s", shown_id or "(no usable id)", source, why)
+    payload = inputs.clean_json(event.raw, inputs.Changes())
+    canonical = json.dumps(payload, sort_keys=True, default=str).encode("utf-8", "surrogatepass")
+    try:
+        with transaction.atomic():
+            InboundEvent.objects.get_or_create(
+                source=source,
+                event_id=f"refused:{hashlib.sha256(canonical).hexdigest()[:40]}",
+                defaults={
+                    "type": "refused",
+                    "endpoint": endpoint,
+                    "payload": payload if isinstance(payload, dict) else {"value": payload},
+                    "note": f"refused: {why}"[:255],
+                },
+            )
+    except DatabaseError:
+        logger.exception("refused event from %s could not be recorded", source)
 
 
 def _apply_event(endpoint: CcaasEndpoint, event: CcaasEvent, row: InboundEvent, result: Ingested) -> str:

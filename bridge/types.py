@@ -55,6 +55,8 @@ class InfobipMessage:
     author_type: AuthorType = AuthorType.CUSTOMER
     author_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # What had to be normalised to store it (bridge.inputs), for the handover's timeline.
+    normalised: tuple[str, ...] = field(default=(), compare=False)
     # Found by reconciliation (its webhook never arrived), so it may reach the contact center after
     # messages the customer wrote later; connectors show it as recovered, with `created_at`.
     recovered: bool = False
@@ -89,6 +91,9 @@ class CcaasEvent:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     original_type: str = ""
     typing: bool = True  # TYPING only: True while the agent types, False when they stopped
+    # Set by a connector for an item of a batch it could not parse: this event alone is refused
+    # (recorded as refused, answered 400), the rest of the batch is stored.
+    refusal: str = ""
 
 
 @dataclass(frozen=True)

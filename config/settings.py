@@ -35,7 +35,6 @@ def _required(name: str, dev_default: str) -> str:
 
 SECRET_KEY = _required("SECRET_KEY", "dev-only-insecure-secret-key-change-me-0123456789")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -99,6 +98,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    if "postgresql" in DATABASES["default"]["ENGINE"]:
+        # A worker host that dies or is cut off in the middle of a transaction must not hold row locks
+        # (a handover's lane) until TCP notices, which can take hours: the server ends a session idle
+        # inside a transaction after BRIDGE_DB_IDLE_IN_TRANSACTION_SECONDS, and the client probes
+        # quiet connections with keepalives.
+        _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+        for _key, _value in {
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }.items():
+            _pg_options.setdefault(_key, _value)
+        _idle = env.int("BRIDGE_DB_IDLE_IN_TRANSACTION_SECONDS", default=300)
+        if _idle > 0:
+            _pg_options["options"] = (
+                f"{_pg_options.get('options', '')} -c idle_in_transaction_session_timeout={_idle * 1000}".strip()
+            )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Task queue (django-q2) -------------------------------------------------------------------------
@@ -155,7 +172,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["bridge.inputs.StrictJSONParser"],
     "EXCEPTION_HANDLER": "bridge.api.views.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -164,10 +181,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Escalations, handovers and the webhooks Infobip and contact centers call.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "BRIDGE_API_TOKEN"}}
-    },
-    "SECURITY": [{"bearer": []}],
+    # Security is per operation (bridge.api.auth.BearerTokenScheme): the escalation and handover API use
+    # the bearer token; the webhooks use a secret path token or a signature, described in their text.
 }
 
 # --- The bridge ------------------------------------------------------------------------------------
@@ -201,6 +216,11 @@ BRIDGE_RETRY_MAX_SECONDS = env.float("BRIDGE_RETRY_MAX_SECONDS", default=3600)
 BRIDGE_RETRY_MAX_ATTEMPTS = env.int("BRIDGE_RETRY_MAX_ATTEMPTS", default=15)
 BRIDGE_POLL_INTERVAL_SECONDS = env.float("BRIDGE_POLL_INTERVAL_SECONDS", default=15)
 BRIDGE_STUCK_AFTER_SECONDS = env.float("BRIDGE_STUCK_AFTER_SECONDS", default=900)
+BRIDGE_ALERT_WAITING_SECONDS = env.float("BRIDGE_ALERT_WAITING_SECONDS", default=600)
+BRIDGE_ALERT_HEARTBEAT_SECONDS = env.float("BRIDGE_ALERT_HEARTBEAT_SECONDS", default=300)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="handover-bridge@localhost")
+# Alert e-mail: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587 (django-environ).
+globals().update(env.email_url("EMAIL_URL", default="consolemail://"))
 BRIDGE_IDLE_CLOSE_SECONDS = env.float("BRIDGE_IDLE_CLOSE_SECONDS", default=86400)
 # How long a claimed delivery stays leased to its worker. A heartbeat renews it every third of this
 # while the worker is still working, so it bounds how long a killed worker's delivery waits, not how
@@ -243,6 +263,8 @@ if BRIDGE_CARD_TOKEN and BRIDGE_CARD_TOKEN in (BRIDGE_API_TOKEN, BRIDGE_INBOUND_
     )
 if BRIDGE_CARD_TOKEN and len(BRIDGE_CARD_TOKEN) < 32:
     raise ImproperlyConfigured("BRIDGE_CARD_TOKEN must be at least 32 characters.")
+# External bots (manage.py bridge_bot): how often the ticker compares them with Infobip (0: never).
+BRIDGE_BOT_CHECK_SECONDS = env.float("BRIDGE_BOT_CHECK_SECONDS", default=300)
 BRIDGE_CARD_ORIGINS = env.list("BRIDGE_CARD_ORIGINS", default=["https://portal.infobip.com"])
 for _origin in BRIDGE_CARD_ORIGINS:
     if not re.fullmatch(r"https?://[A-Za-z0-9.*-]+(:[0-9]{1,5})?", _origin):
@@ -250,11 +272,100 @@ for _origin in BRIDGE_CARD_ORIGINS:
             f"BRIDGE_CARD_ORIGINS: {_origin!r} is not an origin like https://portal.infobip.com"
         )
 
+# --- Production security (docs/deploy.md) ------------------------------------------------------------
+# Each is on by default when DEBUG is off and can be set from the environment. Behind a TLS-terminating
+# reverse proxy set SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https (the proxy must set that header).
+_PRODUCTION = not DEBUG
+_proxy_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_header and len(_proxy_header) != 2:
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER must be a header and a value, e.g. HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_header) or None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_PRODUCTION)
+# Load balancers and scrapers inside the network probe these over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_PRODUCTION)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_PRODUCTION)
+# The console behind a proxy on another origin needs its https origin trusted for CSRF; by default the
+# public URL's origin is.
+CSRF_TRUSTED_ORIGINS = env.list(
+    "CSRF_TRUSTED_ORIGINS",
+    default=[BRIDGE_PUBLIC_URL] if re.match(r"https?://[^/]+$", BRIDGE_PUBLIC_URL) else [],
+)
+
+# Content-Security-Policy (django-csp): the console loads everything from itself. Views that set their
+# own header (the context card) keep it.
+BRIDGE_CSP = env.bool("BRIDGE_CSP", default=_PRODUCTION)
+CONTENT_SECURITY_POLICY = (
+    {
+        "DIRECTIVES": {
+            "default-src": ["'self'"],
+            "script-src": ["'self'"],
+            "style-src": ["'self'"],
+            "img-src": ["'self'", "data:"],
+            "object-src": ["'none'"],
+            "base-uri": ["'none'"],
+            "form-action": ["'self'"],
+            "frame-ancestors": ["'none'"],
+        }
+    }
+    if BRIDGE_CSP
+    else None
+)
+
+# Console login: lockout after repeated failures (django-axes) and a TOTP second factor (django-otp).
+BRIDGE_ADMIN_LOCKOUT = env.bool("BRIDGE_ADMIN_LOCKOUT", default=_PRODUCTION)
+BRIDGE_ADMIN_2FA = env.bool("BRIDGE_ADMIN_2FA", default=_PRODUCTION)
+# Reverse proxies in front of the bridge that append to X-Forwarded-For (used to find the client's address).
+BRIDGE_TRUSTED_PROXIES = env.int("BRIDGE_TRUSTED_PROXIES", default=0)
+AXES_ENABLED = BRIDGE_ADMIN_LOCKOUT
+AXES_FAILURE_LIMIT = env.int("BRIDGE_ADMIN_LOCKOUT_FAILURES", default=5)
+AXES_COOLOFF_TIME = env.float("BRIDGE_ADMIN_LOCKOUT_MINUTES", default=15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "bridge.security.client_ip"
+AXES_HTTP_RESPONSE_CODE = 429
+# The axes backend does nothing while AXES_ENABLED is off.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+OTP_TOTP_ISSUER = env.str("BRIDGE_TOTP_ISSUER", default="Handover Bridge")
+
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "axes"]
+_after = MIDDLEWARE.index("django_prometheus.middleware.PrometheusAfterMiddleware")
+MIDDLEWARE[_after:_after] = [
+    "django_otp.middleware.OTPMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # django-axes wants to be last of the request middleware.
+    "axes.middleware.AxesMiddleware",
+]
+
+# Operator-only URLs (bridge.security): a bearer token or a staff login, unless made public.
+BRIDGE_METRICS_TOKEN = env.str("BRIDGE_METRICS_TOKEN", default="")
+BRIDGE_METRICS_PUBLIC = env.bool("BRIDGE_METRICS_PUBLIC", default=False)
+BRIDGE_SCHEMA_PUBLIC = env.bool("BRIDGE_SCHEMA_PUBLIC", default=False)
+
+# --- Logging -----------------------------------------------------------------------------------------
+# BRIDGE_LOG_FORMAT=json writes one JSON object per line with handover_id and delivery_id on the lines of
+# a handover's work; plain (the default) appends them. Secrets are masked either way (bridge.logs).
+BRIDGE_LOG_FORMAT = env.str("BRIDGE_LOG_FORMAT", default="plain").lower()
+if BRIDGE_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"BRIDGE_LOG_FORMAT must be plain or json, not {BRIDGE_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {
+            "()": "bridge.logs.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "bridge.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": BRIDGE_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

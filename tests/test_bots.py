@@ -386,3 +386,45 @@ def test_routing_rules_can_choose_by_the_number_and_channel_a_bot_conversation_c
     delivery.drain()
     link = ConversationLink.objects.get(conversation_id=item["conversationId"])
     assert link.state == State.ACTIVE and link.endpoint.slug == "uk-desk"
+
+
+def test_the_ticker_notices_a_bot_deleted_on_infobip_once(fake_infobip, fake_ccaas, bot):
+    from bridge import periodic
+
+    item, _ = writes(fake_infobip, "hi")
+    delivery.drain()
+    link = ConversationLink.objects.get(conversation_id=item["conversationId"])
+    del fake_infobip.bots[bot.bot_id]  # deleted in Infobip's web interface
+    listed = len(fake_infobip.calls("GET", r"/ccaas/1/bots"))
+
+    periodic.tick(inline=True)
+
+    link.refresh_from_db()
+    bot.refresh_from_db()
+    assert link.state == State.CLOSED and fake_ccaas.interactions[link.interaction_id]["closed"]
+    assert (bot.enabled, bot.last_error) == (False, "the bot no longer exists on Infobip")
+    assert len(fake_infobip.calls("GET", r"/ccaas/1/bots")) == listed + 1
+    periodic.tick(inline=True)  # within BRIDGE_BOT_CHECK_SECONDS: not asked again
+    assert len(fake_infobip.calls("GET", r"/ccaas/1/bots")) == listed + 1
+    assert bots.check(bot).endswith("(already noticed)")
+
+
+def test_the_bot_secret_is_read_from_a_file_and_never_accepted_as_an_argument(
+    settings, live_server, fake_infobip, tmp_path
+):
+    from django.core.management.base import CommandError
+
+    settings.BRIDGE_PUBLIC_URL = live_server.url
+    base = ("register", "--name", "Acme", "--channel", "WHATSAPP", "--destination", NUMBER)
+    with pytest.raises(CommandError):
+        run(*base, "--secret", "on-the-command-line-0123456789")
+    short = tmp_path / "short"
+    short.write_text("too-short\n")
+    with pytest.raises(CommandError, match="at least 24 characters"):
+        run(*base, "--secret-file", str(short))
+    good = tmp_path / "secret"
+    good.write_text("a-secret-from-a-file-0123456789\n")
+    assert run(*base, "--secret-file", str(good)).startswith("created: ")
+    (remote,) = fake_infobip.bots.values()
+    assert remote["webhookHeaders"] == {"X-Bridge-Bot-Secret": "a-secret-from-a-file-0123456789"}
+    assert InfobipBot.objects.get().secret == "a-secret-from-a-file-0123456789"

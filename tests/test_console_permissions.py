@@ -15,6 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bridge.models import (
+    AlertChannel,
+    AlertIncident,
+    AlertNotification,
     CcaasEndpoint,
     ConversationLink,
     Delivery,
@@ -74,11 +77,25 @@ def rows(generic_endpoint):
         endpoint=generic_endpoint,
         webhook_token="t" * 40,
     )
+    channel = AlertChannel.objects.create(name="ops", kind="email", target={"to": ["ops@example.com"]})
+    incident = AlertIncident.objects.create(kind="stuck", key=str(link.pk), summary="stuck")
+    AlertNotification.objects.create(channel=channel, incident=incident, subject="s", text="t", state="DEAD")
     return link
 
 
 def snapshot() -> str:
-    models = (CcaasEndpoint, ConversationLink, Message, Delivery, InboundEvent, HandoverEvent, InfobipBot)
+    models = (
+        CcaasEndpoint,
+        ConversationLink,
+        Message,
+        Delivery,
+        InboundEvent,
+        HandoverEvent,
+        InfobipBot,
+        AlertChannel,
+        AlertIncident,
+        AlertNotification,
+    )
     return "".join(serializers.serialize("json", model.objects.order_by("pk")) for model in models)
 
 

@@ -12,8 +12,12 @@ from bridge.models import CcaasEndpoint, ConversationLink, Delivery, Message, St
 pytestmark = pytest.mark.django_db
 
 
-def test_openapi_schema_documents_the_public_api(client):
-    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+def test_openapi_schema_documents_the_public_api(client, settings):
+    response = client.get(
+        "/api/schema/",
+        HTTP_ACCEPT="application/vnd.oai.openapi+json",
+        HTTP_AUTHORIZATION=f"Bearer {settings.BRIDGE_API_TOKEN}",
+    )
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")
@@ -44,7 +48,10 @@ def test_metrics_report_handovers_deliveries_and_waiting_time(client, settings):
     Delivery.objects.create(link=active, message=message, kind="MESSAGE", lane="TO_CCAAS", sort_at=old)
     Delivery.objects.create(link=stuck, kind="OPEN", lane="TO_CCAAS", phase=0, state=Delivery.Status.DEAD)
 
-    text = client.get("/metrics").content.decode()
+    settings.BRIDGE_METRICS_TOKEN = "metrics-token-0123456789abcdefghijklmnopq"
+    text = client.get(
+        "/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.BRIDGE_METRICS_TOKEN}"
+    ).content.decode()
     assert 'bridge_handovers{state="REQUESTED"} 1.0' in text
     assert 'bridge_handovers{state="ACTIVE"} 1.0' in text
     assert "bridge_handovers_stuck 1.0" in text

@@ -9,7 +9,6 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -34,9 +33,9 @@ from tests.chatwoot_fake import ACCOUNT, INBOX, chatwoot_signature
 from tests.chatwoot_fake import BASE_URL as CHATWOOT_URL
 from tests.connector_contract import header_kwargs
 from tests.genesys_fake import FakeGenesys
+from tests.payloads import load_fixture
 from tests.zendesk_fake import zendesk_signature
 
-FIXTURES = Path(__file__).parent / "fixtures"
 GENERIC_SECRET = "generic-shared-secret"
 CHATWOOT_SECRET = "chatwoot-webhook-secret"
 ZENDESK_SECRET = "zendesk-webhook-secret"
@@ -47,7 +46,8 @@ T0 = datetime(2026, 1, 1, 10, 5, tzinfo=UTC)
 
 
 def fixture(path: str) -> dict:
-    return json.loads((FIXTURES / path).read_text())
+    source, _, name = path.partition("/")
+    return load_fixture(source, name)
 
 
 def iso(seconds: float) -> str:
@@ -353,12 +353,11 @@ def test_vendor_times_and_sequences_are_read_leniently_and_refused_when_absurd()
 
 
 # --- every part the bridge creates is known by its id ----------------------------------------------
-INFOBIP_EVENT = FIXTURES / "infobip" / "webhook_inbound_message_event.json"
 
 
 def outbound_event(conversation: str, message_id: str, content: dict) -> dict:
     """Infobip's OUTBOUND_MESSAGE event for a message of `conversation` (the spec's example shape)."""
-    body = json.loads(INFOBIP_EVENT.read_text())
+    body = load_fixture("infobip", "webhook_inbound_message_event")
     body["type"] = "OUTBOUND_MESSAGE"
     body["payload"]["id"] = conversation
     body["payload"]["direction"] = "OUTBOUND"
@@ -594,7 +593,7 @@ def test_a_takeover_note_takes_its_place_among_customer_messages_by_infobips_tim
         ):
             body = fake_infobip.message(link.conversation_id, text, created_at=created_at, store=False)
             assert client.post(inbound_url, body, content_type="application/json").status_code == 200
-        event = json.loads(INFOBIP_EVENT.read_text())
+        event = load_fixture("infobip", "webhook_inbound_message_event")
         event.update(type="CONVERSATION_ASSIGNMENT_UPDATED", timestamp="2026-01-01T10:00:02.000+00:00")
         event["payload"].pop("message")
         event["payload"].update(

@@ -12,7 +12,7 @@ Importing the package registers every ModelAdmin.
 
 from django.contrib import admin as _admin
 
-from bridge.admin import bots, endpoints, handovers, outbox  # noqa: F401  (registers the ModelAdmins)
+from bridge.admin import alerts, bots, endpoints, handovers, outbox  # noqa: F401  (registers the ModelAdmins)
 
 # The console's overview and lists use the whole width (a laptop's 1366 px) instead of a side menu.
 _admin.site.enable_nav_sidebar = False

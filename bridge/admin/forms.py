@@ -11,6 +11,7 @@ from django.utils.html import escape
 
 from bridge.connectors import REGISTRY, connector_class
 from bridge.connectors.base import Field
+from bridge.fields import is_readable
 from bridge.models import CcaasEndpoint
 
 
@@ -62,6 +63,13 @@ def _form_field(spec: Field, *, secret: bool) -> forms.Field:
     return forms.CharField(widget=forms.TextInput(attrs={"size": 60}), **common)
 
 
+def _stored_credentials(endpoint: CcaasEndpoint) -> dict[str, Any]:
+    """The endpoint's decrypted credentials; {} when new, or when no configured key decrypts them."""
+    if not endpoint.pk or not is_readable(endpoint):
+        return {}
+    return dict(endpoint.credentials or {})
+
+
 def kinds() -> list[tuple[str, type]]:
     return [(kind, connector_class(kind)) for kind in REGISTRY]
 
@@ -77,7 +85,9 @@ class EndpointForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = [(kind, f"{cls.label} ({kind})") for kind, cls in kinds()]
         config = dict(self.instance.config or {}) if self.instance.pk else {}
-        stored = dict(self.instance.credentials or {}) if self.instance.pk else {}
+        # Credentials no configured key decrypts (a key was removed): shown as such, entered again here.
+        self.credentials_unreadable = bool(self.instance.pk) and not is_readable(self.instance)
+        stored = _stored_credentials(self.instance)
         self.kind_fields: dict[str, dict[str, list[str]]] = {}
         for kind, cls in kinds():
             names: dict[str, list[str]] = {"config": [], "credentials": []}
@@ -97,6 +107,9 @@ class EndpointForm(forms.ModelForm):
                     (
                         f"{spec.help} — currently set; leave blank to keep it"
                         if is_set
+                        else f"{spec.help} — stored value cannot be decrypted with "
+                        "BRIDGE_ENCRYPTION_KEYS; enter it again"
+                        if self.credentials_unreadable and self.instance.kind == kind
                         else f"{spec.help} — not set"
                     ).lstrip(" —")
                 )
@@ -136,7 +149,7 @@ class EndpointForm(forms.ModelForm):
         cls = connector_class(kind)
         same_kind = self.instance.pk and self.instance.kind == kind
         config = dict(self.instance.config or {}) if same_kind else {}
-        credentials = dict(self.instance.credentials or {}) if same_kind else {}
+        credentials = _stored_credentials(self.instance) if same_kind else {}
         for spec in cls.config_fields:
             value = data.get(config_key(kind, spec.name))
             if value in (None, "") and spec.kind != "bool":

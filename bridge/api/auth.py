@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
@@ -37,3 +38,14 @@ class BearerTokenAuthentication(BaseAuthentication):
 class HasApiToken(BasePermission):
     def has_permission(self, request, view) -> bool:
         return isinstance(request.user, ApiClient)
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """How the API schema describes BearerTokenAuthentication: only the views that use it carry it, so
+    the webhooks (path token or signature, not bearer) are not described as bearer-protected."""
+
+    target_class = BearerTokenAuthentication
+    name = "bearer"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "BRIDGE_API_TOKEN"}

@@ -9,15 +9,13 @@ checked, and no other system is called: Infobip waits for this answer.
 
 from __future__ import annotations
 
-import json
-
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from bridge import bots
+from bridge import bots, inputs
 from bridge.api.views import ErrorSerializer, WebhookView
 from bridge.exceptions import WebhookError
 from bridge.infobip.events import parse_webhook
@@ -50,19 +48,19 @@ class InfobipBotWebhookView(WebhookView):
         if not bot.secret or not tokens_equal(given, bot.secret):
             raise WebhookError(f"the {InfobipBot.SECRET_HEADER} header is wrong", status=403)
         body = self.raw_body(request)
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WebhookError("body is not valid JSON") from exc
+        data = inputs.load_json(body)  # strict JSON, bounded depth (bridge.inputs)
         parsed = parse_webhook(data)
         if parsed.ignored:
             return Response({"status": "ignored", "reason": parsed.ignored})
         recorded = bots.receive(bot, parsed.messages)
-        return Response(
-            {
-                "status": "ok",
-                "stored": recorded.stored,
-                "duplicates": recorded.duplicates,
-                "ignored": recorded.ignored,
-            }
-        )
+        answer = {
+            "status": "ok",
+            "stored": recorded.stored,
+            "duplicates": recorded.duplicates,
+            "ignored": recorded.ignored,
+        }
+        if parsed.refused:
+            refused = [r.as_json() for r in parsed.refused]
+            error = f"{len(refused)} refused, the rest stored; #{refused[0]['index']}: {refused[0]['error']}"
+            return Response({**answer, "status": "refused", "error": error, "refused": refused}, status=400)
+        return Response(answer)

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -25,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from bridge import conversation_events, services
+from bridge import conversation_events, inputs, services
 from bridge.api.auth import BearerTokenAuthentication, HasApiToken
 from bridge.connectors import get_connector
 from bridge.exceptions import BridgeError, ConfigurationError, WebhookError
@@ -80,6 +81,13 @@ class WebhookView(APIView):
     def handle_exception(self, exc):
         if isinstance(exc, WebhookError):
             return Response({"error": str(exc)}, status=exc.status)
+        if isinstance(exc, ConfigurationError):
+            # The bridge cannot check the request (e.g. a secret it cannot decrypt): the sender
+            # should retry once an operator fixed it; the reason is logged, not sent.
+            logger.error("webhook cannot be checked: %s", exc)
+            return Response(
+                {"error": "the bridge cannot check this webhook now; try again later"}, status=503
+            )
         if isinstance(exc, DatabaseError):
             logger.exception("webhook could not be stored")
             return Response({"error": "could not store the request; try again"}, status=503)
@@ -105,10 +113,7 @@ class InfobipWebhookView(WebhookView):
         if not tokens_equal(token, settings.BRIDGE_INBOUND_TOKEN):
             raise Http404
         body = self.raw_body(request)
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WebhookError("body is not valid JSON") from exc
+        data = inputs.load_json(body)
         if is_event_envelope(data):
             # Subscriptions "customer engagement" events: always checked when security is configured.
             subscriptions.verify(body, request.headers, subscriptions.active_subscription())
@@ -120,14 +125,24 @@ class InfobipWebhookView(WebhookView):
         if parsed.ignored:
             return Response({"status": "ignored", "reason": parsed.ignored})
         recorded = services.record_inbound(parsed.messages)
-        return Response(
-            {
-                "status": "ok",
-                "stored": recorded.stored,
-                "duplicates": recorded.duplicates,
-                "ignored": recorded.ignored,
-            }
-        )
+        answer = {
+            "status": "ok",
+            "stored": recorded.stored,
+            "duplicates": recorded.duplicates,
+            "ignored": recorded.ignored,
+            "normalised": recorded.normalised,
+        }
+        refused = [r.as_json() for r in parsed.refused] + [
+            {"id": message_id, "error": why} for message_id, why in recorded.refused
+        ]
+        if refused:
+            # The others are stored; the sender learns exactly which messages were not, and why.
+            logger.warning("Infobip webhook: %d message(s) refused: %s", len(refused), refused)
+            return Response(
+                {**answer, "status": "refused", "error": _refusal_text(refused), "refused": refused},
+                status=400,
+            )
+        return Response(answer)
 
 
 @extend_schema_view(
@@ -155,17 +170,41 @@ class CcaasWebhookView(WebhookView):
             connector.verify_webhook(body, request.headers)
             events = connector.parse_webhook(body, request.headers)
         except ConfigurationError as exc:
+            # 503: the contact center keeps the event and retries once an operator fixed it.
             logger.error("webhook for %s cannot be checked: %s", slug, exc)
+            CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
+                last_error=f"webhook refused: {exc}"[:2000], last_error_at=timezone.now()
+            )
             return Response({"error": "endpoint is not configured to receive webhooks"}, status=503)
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            # A connector met a shape it did not expect: the body is malformed for this kind.
+            logger.warning("webhook for %s: malformed body (%s: %s)", slug, type(exc).__name__, exc)
+            raise WebhookError(f"malformed {endpoint.kind} webhook body") from exc
         result = services.ingest_events(endpoint, events)
-        return Response(
-            {
-                "status": "ok",
-                "stored": result.stored,
-                "duplicates": result.duplicates,
-                "unknown": result.unknown,
-            }
-        )
+        answer = {
+            "status": "ok",
+            "stored": result.stored,
+            "duplicates": result.duplicates,
+            "unknown": result.unknown,
+            "normalised": result.normalised,
+        }
+        if result.refused:
+            refused = [{"id": event_id or None, "error": why} for event_id, why in result.refused]
+            return Response(
+                {**answer, "status": "refused", "error": _refusal_text(refused), "refused": refused},
+                status=400,
+            )
+        return Response(answer)
+
+
+def _refusal_text(refused: list[dict]) -> str:
+    first = refused[0]
+    who = f"{first['id']}" if first.get("id") else f"#{first.get('index', 0)}"
+    more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+    return f"{len(refused)} refused, the rest stored; {who}: {first['error']}{more}"
+
+
+CONTEXT_MAX_BYTES = 65536
 
 
 class EscalationSerializer(serializers.Serializer):
@@ -174,6 +213,16 @@ class EscalationSerializer(serializers.Serializer):
     queue = serializers.CharField(max_length=255, required=False, allow_blank=True, allow_null=True)
     priority = serializers.ChoiceField(choices=PRIORITIES, required=False, allow_null=True)
     context = serializers.DictField(required=False, allow_null=True)
+
+    def validate_context(self, value):
+        if value is None:
+            return value
+        problem = inputs.storable_json_problem(value, "context")
+        if problem:
+            raise serializers.ValidationError(problem)
+        if len(json.dumps(value)) > CONTEXT_MAX_BYTES:
+            raise serializers.ValidationError(f"context is larger than {CONTEXT_MAX_BYTES} bytes as JSON")
+        return value
 
 
 class HandoverRefSerializer(serializers.Serializer):

@@ -7,7 +7,6 @@ database (the services do). Every vendor call ends in success, TransientError or
 
 from __future__ import annotations
 
-import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -16,7 +15,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from bridge.exceptions import ConfigurationError, WebhookError
+from bridge.exceptions import ConfigurationError
+from bridge.inputs import load_json
 from bridge.types import (
     CcaasEvent,
     CloseReason,
@@ -32,11 +32,8 @@ if TYPE_CHECKING:
 
 
 def load_webhook_json(body: bytes) -> Any:
-    """A webhook body parsed as JSON, or WebhookError (answered 400)."""
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WebhookError("body is not valid JSON") from exc
+    """A webhook body parsed as strict JSON (bridge.inputs.load_json), or WebhookError (answered 400)."""
+    return load_json(body)
 
 
 # Vendor times outside this range are taken as "no time given" rather than trusted for ordering.
@@ -81,8 +78,11 @@ def vendor_sequence(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if 0 <= value < 2**63 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 19:
+        try:
+            number = int(value.strip())
+        except ValueError:  # digits int() does not read, e.g. superscripts
+            return None
         return number if number < 2**63 else None
     return None
 

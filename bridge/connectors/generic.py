@@ -12,8 +12,9 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from rest_framework import serializers
 
-from bridge import http, signing
+from bridge import http, inputs, signing
 from bridge.connectors.base import (
     Capabilities,
     Connector,
@@ -35,6 +36,7 @@ from bridge.types import (
     PollResult,
 )
 
+MAX_EVENTS = 1000  # per webhook request
 MAX_EVENT_PAGES = 50  # pages of GET /events read in one poll cycle
 # Reasons the protocol defines for a close that starts on the bridge's side.
 PROTOCOL_CLOSE_REASONS = {"CONVERSATION_CLOSED", "IDLE_TIMEOUT", "OPERATOR"}
@@ -171,7 +173,15 @@ class GenericConnector(Connector):
         data = load_webhook_json(body)
         if not isinstance(data, dict) or not isinstance(data.get("events"), list):
             raise WebhookError('expected {"events": [...]}')
-        return [self._event(item) for item in data["events"]]
+        if len(data["events"]) > MAX_EVENTS:
+            raise WebhookError(f"at most {MAX_EVENTS} events per request")
+        events = [self._event_or_refusal(item) for item in data["events"]]
+        if events and all(event.refusal for event in events):
+            # Nothing in the batch can be stored: refuse the request itself (400, nothing stored).
+            raise WebhookError(
+                events[0].refusal if len(events) == 1 else f"every event refused: {events[0].refusal}"
+            )
+        return events
 
     def poll(self, cursor: str, open_interactions: list[InteractionRef]) -> PollResult:
         """GET /events?after=<cursor>, and again after each answer's cursor while it says
@@ -179,7 +189,7 @@ class GenericConnector(Connector):
         events: list[CcaasEvent] = []
         for _ in range(MAX_EVENT_PAGES):
             data = self._events_page(cursor)
-            events += [self._event(item) for item in data["events"]]
+            events += [self._event_or_refusal(item) for item in data["events"]]
             next_cursor = str(data.get("cursor") or cursor)
             more = data.get("hasMore") is True and next_cursor != cursor
             cursor = next_cursor
@@ -231,41 +241,53 @@ class GenericConnector(Connector):
         )
 
     @staticmethod
+    def _event_or_refusal(item: Any) -> CcaasEvent:
+        """One protocol event of a batch; a malformed one comes back with `refusal` set, so it is
+        refused on its own and the rest of the batch is stored."""
+        try:
+            return GenericConnector._event(item)
+        except WebhookError as exc:
+            ident = item.get("id") if isinstance(item, dict) else None
+            return CcaasEvent(
+                id=str(ident) if isinstance(ident, str | int) and not isinstance(ident, bool) else "",
+                type=EventType.UNKNOWN,
+                interaction_id="",
+                raw=item if isinstance(item, dict) else {"value": item},
+                refusal=str(exc),
+            )
+
+    @staticmethod
     def _event(item: Any) -> CcaasEvent:
-        if not isinstance(item, dict) or not item.get("id") or not item.get("type"):
-            raise WebhookError("every event needs an id and a type")
-        raw_type = str(item["type"])
+        """One protocol event; WebhookError (400) when malformed."""
+        data = inputs.validated(EventSerializer, item, "event")
+        raw_type = data["type"]
         try:
             event_type = EventType(raw_type)
         except ValueError:
             event_type = EventType.UNKNOWN
-        interaction_id = str(item.get("interactionId") or "")
+        interaction_id = data.get("interactionId") or ""
         if event_type != EventType.UNKNOWN and not interaction_id:
-            raise WebhookError(f"event {item['id']} has no interactionId")
+            raise WebhookError(f"event {data['id']} has no interactionId")
         message = None
         if event_type == EventType.AGENT_MESSAGE:
-            payload = item.get("message")
-            if (
-                not isinstance(payload, dict)
-                or not payload.get("id")
-                or not isinstance(payload.get("content"), dict)
-            ):
-                raise WebhookError(f"agent_message event {item['id']} needs message.id and message.content")
+            payload = data.get("message")
+            if not payload or not payload.get("id") or not isinstance(payload.get("content"), dict):
+                raise WebhookError(f"agent_message event {data['id']} needs message.id and message.content")
             agent = payload.get("agent") or {}
             message = AgentMessage(
-                id=str(payload["id"]),
-                content_type=str(payload.get("contentType") or "TEXT"),
+                id=payload["id"],
+                content_type=payload.get("contentType") or "TEXT",
                 content=payload["content"],
-                agent_id=str(agent["id"]) if agent.get("id") is not None else None,
+                agent_id=agent.get("id") or None,
                 agent_name=agent.get("name"),
                 # Optional: the contact center's order of its agent messages.
-                sent_at=vendor_time(payload.get("createdAt")),
-                sequence=vendor_sequence(payload.get("sequence")),
+                sent_at=vendor_time(item["message"].get("createdAt")),
+                sequence=vendor_sequence(item["message"].get("sequence")),
             )
         # Extension: {"type": "typing", "interactionId", "typing": true|false} (absent means true).
         typing = _flag(item.get("typing")) if event_type == EventType.TYPING else True
         return CcaasEvent(
-            id=str(item["id"]),
+            id=data["id"],
             type=event_type,
             interaction_id=interaction_id,
             message=message,
@@ -273,6 +295,32 @@ class GenericConnector(Connector):
             original_type=raw_type,
             typing=typing,
         )
+
+
+class _Agent(serializers.Serializer):
+    id = serializers.CharField(max_length=inputs.ID_MAX, required=False, allow_null=True, allow_blank=True)
+    name = inputs.DisplayText()
+
+
+class _AgentMessage(serializers.Serializer):
+    id = serializers.CharField(max_length=inputs.ID_MAX, trim_whitespace=False)
+    contentType = serializers.CharField(
+        max_length=inputs.TYPE_MAX, required=False, allow_null=True, allow_blank=True
+    )
+    content = serializers.DictField()
+    agent = _Agent(required=False, allow_null=True)
+
+
+class EventSerializer(serializers.Serializer):
+    """One event of the generic protocol (README: "Contact center → bridge")."""
+
+    id = serializers.CharField(max_length=inputs.ID_MAX, trim_whitespace=False)
+    type = serializers.CharField(max_length=inputs.TYPE_MAX)
+    interactionId = serializers.CharField(
+        max_length=inputs.ID_MAX, required=False, allow_null=True, allow_blank=True, trim_whitespace=False
+    )
+    message = _AgentMessage(required=False, allow_null=True)
+    typing = serializers.JSONField(required=False, allow_null=True)
 
 
 def _flag(value: Any) -> bool:

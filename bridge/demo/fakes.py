@@ -3,6 +3,9 @@
 `bridge_demo` runs a whole handover against them with no account anywhere, and the end-to-end and
 fault tests use them as real HTTP peers. They answer as Infobip's spec and docs/protocol.md describe,
 record every request, and can be told to fail (status, Retry-After, connection reset, hang).
+FakeInfobip also keeps external bots (`/ccaas/1/bots`) and forwards a bot number's customer messages to
+the bot's webhook with its static headers, as Infobip documents for external chatbots
+(`customer_writes_to`).
 """
 
 from __future__ import annotations
@@ -64,13 +67,13 @@ class FakeServer:
 
     name = "fake"
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]] = []
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self.lock = threading.RLock()
         self._connections: set[socket.socket] = set()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -212,8 +215,8 @@ class FakeInfobip(FakeServer):
     name = "fake-infobip"
     SENDER = "447860099299"
 
-    def __init__(self, port: int = 0) -> None:
-        super().__init__(port)
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        super().__init__(port, host)
         self.conversations: dict[str, dict[str, Any]] = {}
         self.webhook_url = ""
         self.account_tags: set[str] = set()
@@ -624,9 +627,15 @@ class FakeGenericCcaas(FakeServer):
     name = "fake-ccaas"
 
     def __init__(
-        self, secret: str, *, port: int = 0, webhook_url: str = "", check_signatures: bool = True
+        self,
+        secret: str,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        webhook_url: str = "",
+        check_signatures: bool = True,
     ) -> None:
-        super().__init__(port)
+        super().__init__(port, host)
         self.secret = secret
         self.webhook_url = webhook_url  # set: agent events are POSTed there; empty: kept for GET /events
         self.check_signatures = check_signatures

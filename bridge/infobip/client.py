@@ -8,7 +8,7 @@ mapped here. Requests are validated against Infobip's OpenAPI spec in tests/test
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -17,8 +17,16 @@ import requests
 from django.conf import settings
 
 from bridge import http, ratelimit
-from bridge.exceptions import ConfigurationError, ConversationClosedError, NotFoundError, PermanentError
+from bridge.exceptions import (
+    ConfigurationError,
+    ConversationClosedError,
+    NotFoundError,
+    PermanentError,
+    UpstreamError,
+    WebhookError,
+)
 from bridge.infobip.events import parse_message
+from bridge.inputs import clean_text
 from bridge.types import InfobipMessage
 
 logger = logging.getLogger(__name__)
@@ -126,8 +134,12 @@ class InfobipClient:
         created_after: datetime | None = None,
         message_ids: list[str] | None = None,
         page_limit: int = PAGE_LIMIT,
+        on_refused: Callable[[str, str], None] | None = None,
     ) -> Iterator[InfobipMessage]:
-        """Every message of the conversation, oldest first, across as many pages as it takes."""
+        """Every message of the conversation, oldest first, across as many pages as it takes.
+
+        A message that cannot be stored (bridge.inputs) is skipped, logged and passed to
+        `on_refused(message id, why)`; the others are still yielded."""
         # Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/get-messages
         params: dict[str, Any] = {"limit": min(page_limit, PAGE_LIMIT), "orderBy": "createdAt:asc"}
         if created_after is not None:
@@ -146,10 +158,24 @@ class InfobipClient:
             data = self._json(
                 "GET", f"{self._conv(conversation_id)}/messages", params={**params, "page": page}
             )
-            items = data.get("messages") or []
+            items = data.get("messages") or [] if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise UpstreamError(
+                    f"{SERVICE}: Get Messages answered without a messages list", service=SERVICE
+                )
             for item in items:
-                item.setdefault("conversationId", conversation_id)
-                yield parse_message(item)
+                if isinstance(item, dict):
+                    item.setdefault("conversationId", conversation_id)
+                try:
+                    message = parse_message(item)
+                except WebhookError as exc:
+                    # One message that cannot be stored must not hold back the rest of the list.
+                    ident = item.get("id") if isinstance(item, dict) else None
+                    logger.warning("Get Messages of %s: message %r skipped: %s", conversation_id, ident, exc)
+                    if on_refused is not None:
+                        on_refused(clean_text(str(ident))[:80] if ident is not None else "", str(exc))
+                    continue
+                yield message
             page += 1
             if not more_pages(data, items, page, params["limit"]):
                 return

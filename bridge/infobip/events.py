@@ -8,10 +8,48 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rest_framework import serializers
+
+from bridge import inputs
 from bridge.exceptions import WebhookError
+from bridge.inputs import InputError
 from bridge.types import AuthorType, Direction, InfobipMessage
 
 REQUIRED_MESSAGE_FIELDS = ("id", "conversationId", "channel", "from", "to", "createdAt")
+
+
+def _id(**kwargs: Any) -> serializers.CharField:
+    """An id or address: exact text (numbers accepted), within its column, no NUL or lone surrogate."""
+    return serializers.CharField(max_length=inputs.ID_MAX, trim_whitespace=False, **kwargs)
+
+
+def _optional(max_length: int) -> serializers.CharField:
+    return serializers.CharField(
+        max_length=max_length, required=False, allow_null=True, allow_blank=True, trim_whitespace=False
+    )
+
+
+# One Infobip message object, as the account-configuration webhook and Get Messages carry it.
+# Reference: https://www.infobip.com/docs/api/customer-engagement/conversations/get-messages
+MessageSerializer = type(
+    "MessageSerializer",
+    (serializers.Serializer,),
+    {
+        "id": _id(),
+        "conversationId": _id(),
+        "channel": serializers.CharField(max_length=64, trim_whitespace=False),
+        "from": _id(),
+        "to": _id(),
+        "createdAt": serializers.CharField(max_length=64),
+        "direction": serializers.ChoiceField(
+            choices=["INBOUND", "OUTBOUND"], required=False, allow_null=True, allow_blank=True
+        ),
+        "authorType": _optional(64),
+        "authorId": _optional(inputs.ID_MAX),
+        "contentType": _optional(inputs.TYPE_MAX),
+        "content": serializers.JSONField(required=False, allow_null=True),
+    },
+)
 
 
 def parse_time(value: Any) -> datetime:
@@ -24,41 +62,70 @@ def parse_time(value: Any) -> datetime:
     return parsed
 
 
-def parse_message(item: dict[str, Any]) -> InfobipMessage:
-    """One message object (account-configuration webhook body or Get Messages item)."""
-    missing = [name for name in REQUIRED_MESSAGE_FIELDS if not item.get(name)]
-    if missing:
-        raise WebhookError(f"message lacks required fields: {', '.join(missing)}")
+def parse_message(item: Any, *, now: datetime | None = None) -> InfobipMessage:
+    """One message object (account-configuration webhook body or Get Messages item).
+
+    InputError (400) when a field has the wrong type or size, or an id cannot be stored; content
+    that cannot be stored, and a createdAt outside the accepted range, are normalised instead
+    (see bridge.inputs) and listed in `normalised`.
+    """
+    if isinstance(item, dict):
+        missing = [name for name in REQUIRED_MESSAGE_FIELDS if item.get(name) in (None, "")]
+        if missing:
+            raise InputError(f"message lacks required fields: {', '.join(missing)}")
+    data = inputs.validated(MessageSerializer, item, f"message {_id_hint(item)}".strip())
+    changes = inputs.Changes()
     try:
-        created_at = parse_time(item["createdAt"])
+        created_at = parse_time(data["createdAt"])
     except ValueError as exc:
-        raise WebhookError(f"createdAt is not a timestamp: {item['createdAt']!r}") from exc
-    raw_direction = item.get("direction") or "INBOUND"
-    if raw_direction not in ("INBOUND", "OUTBOUND"):
-        raise WebhookError(f"unknown direction {raw_direction!r}")
-    direction = Direction(raw_direction)
-    author = item.get("authorType")
+        raise InputError(f"createdAt is not a timestamp: {data['createdAt']!r}") from exc
+    created_at = inputs.sane_time(created_at, "createdAt", changes, now=now)
+    direction = Direction(data.get("direction") or "INBOUND")
+    author = data.get("authorType")
     if author not in AuthorType.__members__:
         author = AuthorType.CUSTOMER if direction == Direction.INBOUND else AuthorType.AGENT
-    content = item.get("content")
+    content = data.get("content")
     if isinstance(content, str):  # legacy docs show content as a plain string
         content = {"text": content}
     if not isinstance(content, dict):
         content = {}
+    content = inputs.clean_json(content, changes, "content")
+    raw = inputs.clean_json(item, inputs.Changes(), "")
     return InfobipMessage(
-        id=str(item["id"]),
-        conversation_id=str(item["conversationId"]),
-        channel=str(item["channel"]),
-        from_=str(item["from"]),
-        to=str(item["to"]),
+        id=data["id"],
+        conversation_id=data["conversationId"],
+        channel=data["channel"],
+        from_=data["from"],
+        to=data["to"],
         direction=direction,
-        content_type=str(item.get("contentType") or "TEXT"),
+        content_type=data.get("contentType") or "TEXT",
         content=content,
         created_at=created_at,
         author_type=AuthorType(author),
-        author_id=item.get("authorId"),
-        raw=item,
+        author_id=data.get("authorId") or None,
+        raw=raw,
+        normalised=tuple(changes.items),
     )
+
+
+def _id_hint(item: Any) -> str:
+    if isinstance(item, dict) and isinstance(item.get("id"), str | int) and not isinstance(item["id"], bool):
+        text = str(item["id"])
+        if len(text) <= 80 and not inputs.unstorable_text(text):
+            return text
+    return ""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """One message or event of a body that was refused, and why (answered 400, logged)."""
+
+    index: int
+    id: str
+    error: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"index": self.index, "id": self.id or None, "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -67,19 +134,34 @@ class ParsedWebhook:
 
     messages: list[InfobipMessage]
     ignored: str = ""  # why the body needs no action (delivery reports, outbound echoes)
+    refused: list[Refused] = field(default_factory=list)  # messages that cannot be stored
 
 
 def parse_webhook(body: Any) -> ParsedWebhook:
-    """The account-configuration webhook: one message object, a list of them, or a delivery report."""
+    """The account-configuration webhook: one message object, a list of them, or a delivery report.
+
+    Each message is parsed on its own: one that cannot be stored is listed in `refused` and the
+    others are still recorded. A body holding a single message that is refused raises InputError.
+    """
     if isinstance(body, dict) and "results" in body and "conversationId" not in body:
         # Delivery reports can arrive on the same URL; they need no action.
         return ParsedWebhook(messages=[], ignored="delivery report")
     items = body if isinstance(body, list) else [body]
     if not items or not all(isinstance(item, dict) for item in items):
         raise WebhookError("expected an Infobip message object")
-    messages = [parse_message(item) for item in items]
+    if len(items) == 1:
+        messages = [parse_message(items[0])]
+        refused: list[Refused] = []
+    else:
+        messages, refused = [], []
+        for index, item in enumerate(items):
+            try:
+                messages.append(parse_message(item))
+            except WebhookError as exc:
+                refused.append(Refused(index, _id_hint(item), str(exc)))
     inbound = [m for m in messages if m.direction == Direction.INBOUND]
-    return ParsedWebhook(messages=inbound, ignored="" if inbound else "outbound message")
+    ignored = "" if inbound or refused else "outbound message"
+    return ParsedWebhook(messages=inbound, ignored=ignored, refused=refused)
 
 
 # --- Subscriptions "customer engagement" events ----------------------------------------------------
@@ -146,40 +228,73 @@ def is_event_envelope(body: Any) -> bool:
 
 def _event_id(body: dict[str, Any], payload: dict[str, Any], message_id: str) -> str:
     if message_id and body["type"] in ("INBOUND_MESSAGE", "OUTBOUND_MESSAGE"):
-        return f"{body['type']}:{message_id}"
+        event_id = f"{body['type']}:{message_id}"
+        if len(event_id) <= inputs.ID_MAX:
+            return event_id
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:40]
-    return f"{body['type']}:{payload.get('id', '')}:{digest}"[:255]
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    return f"{body['type']}:{str(payload.get('id', ''))[:150]}:{digest}"[: inputs.ID_MAX]
+
+
+class _Party(serializers.Serializer):
+    id = _optional(inputs.ID_MAX)
+    name = inputs.DisplayText()
+    role = inputs.DisplayText(max_length=64)
+    type = inputs.DisplayText(max_length=64)
+
+
+class _Named(serializers.Serializer):
+    name = inputs.DisplayText(max_length=100)
+
+
+class EventPayloadSerializer(serializers.Serializer):
+    """The fields of a Subscriptions event payload the bridge reads (others are kept raw)."""
+
+    id = _optional(inputs.ID_MAX)
+    status = serializers.JSONField(required=False, allow_null=True)  # text, or an object for agents
+    channel = _optional(64)
+    timestamp = _optional(64)
+    assignee = _Party(required=False, allow_null=True)
+    invoker = _Party(required=False, allow_null=True)
+    tags = serializers.ListField(child=_Named(), required=False, allow_null=True, max_length=1000)
+    addedTag = _Named(required=False, allow_null=True)
+    removedTag = _Named(required=False, allow_null=True)
+    message = serializers.DictField(required=False, allow_null=True)
+
+
+class EnvelopeSerializer(serializers.Serializer):
+    type = serializers.CharField(max_length=inputs.TYPE_MAX)
+    timestamp = _optional(64)
+    payload = serializers.DictField()
 
 
 def parse_event(body: Any) -> ConversationEvent:
-    """A `{"type", "timestamp", "payload"}` envelope; WebhookError (400) when it lacks what it needs."""
+    """A `{"type", "timestamp", "payload"}` envelope; InputError (400) when a field has the wrong type
+    or size, WebhookError (400) when it lacks what it needs."""
     from bridge.media import derive_content_type
 
     if not is_event_envelope(body):
         raise WebhookError("expected an Infobip event envelope with type, timestamp and payload")
-    payload = body.get("payload")
-    if not isinstance(payload, dict):
-        raise WebhookError("event payload must be an object")
-    kind = body["type"]
-    conversation_id = str(payload.get("id") or "")
+    envelope = inputs.validated(EnvelopeSerializer, body, "event")
+    payload = inputs.validated(EventPayloadSerializer, body["payload"], "event payload")
+    raw_payload = body["payload"]
+    kind = envelope["type"]
+    conversation_id = payload.get("id") or ""
     if kind != "CONVERSATION_AGENT_STATUS_CHANGED" and kind in EVENT_TYPES and not conversation_id:
         raise WebhookError(f"{kind} event lacks the conversation id (payload.id)")
     if kind == "CONVERSATION_AGENT_STATUS_CHANGED":
         conversation_id = ""
-    assignee = payload.get("assignee") if isinstance(payload.get("assignee"), dict) else {}
-    invoker = payload.get("invoker") if isinstance(payload.get("invoker"), dict) else {}
-    tags = tuple(
-        str(t.get("name")) for t in payload.get("tags") or [] if isinstance(t, dict) and t.get("name")
-    )
+    assignee = payload.get("assignee") or {}
+    invoker = payload.get("invoker") or {}
+    tags = tuple(t["name"] for t in payload.get("tags") or [] if t and t.get("name"))
     message = None
     message_id = ""
     known_type = True
-    raw_message = payload.get("message")
+    raw_message = raw_payload.get("message")
     if kind in ("INBOUND_MESSAGE", "OUTBOUND_MESSAGE"):
         if not isinstance(raw_message, dict):
             raise WebhookError(f"{kind} event lacks payload.message")
-        message_id = str(raw_message.get("id") or "")
+        message_id = inputs.check_id(raw_message.get("id"), "payload.message.id", required=False)
         content = raw_message.get("content")
         derived = derive_content_type(content)
         known_type = derived is not None
@@ -188,8 +303,10 @@ def parse_event(body: Any) -> ConversationEvent:
         item = {
             **raw_message,
             "conversationId": raw_message.get("conversationId") or conversation_id,
-            "channel": raw_message.get("channel") or payload.get("channel"),
-            "createdAt": raw_message.get("createdAt") or payload.get("timestamp") or body.get("timestamp"),
+            "channel": raw_message.get("channel") or raw_payload.get("channel"),
+            "createdAt": raw_message.get("createdAt")
+            or raw_payload.get("timestamp")
+            or body.get("timestamp"),
             "direction": direction,
             "contentType": derived or "TEXT",
             "authorType": author,
@@ -198,23 +315,23 @@ def parse_event(body: Any) -> ConversationEvent:
             item["content"] = content
         message = parse_message(item)
     return ConversationEvent(
-        event_id=_event_id(body, payload, message_id),
+        event_id=_event_id(body, raw_payload, message_id),
         type=kind,
-        timestamp=str(body.get("timestamp") or ""),
+        timestamp=envelope.get("timestamp") or "",
         conversation_id=conversation_id,
-        status=str(payload.get("status") or ""),
-        assignee_id=str(assignee.get("id") or ""),
-        assignee_name=str(assignee.get("name") or ""),
-        assignee_role=str(assignee.get("role") or ""),
-        invoker_type=str(invoker.get("type") or ""),
-        invoker_name=str(invoker.get("name") or ""),
+        status=inputs.clean_text(payload["status"])[:64] if isinstance(payload.get("status"), str) else "",
+        assignee_id=assignee.get("id") or "",
+        assignee_name=assignee.get("name") or "",
+        assignee_role=assignee.get("role") or "",
+        invoker_type=invoker.get("type") or "",
+        invoker_name=invoker.get("name") or "",
         tags=tags,
-        added_tag=str((payload.get("addedTag") or {}).get("name") or ""),
-        removed_tag=str((payload.get("removedTag") or {}).get("name") or ""),
+        added_tag=(payload.get("addedTag") or {}).get("name") or "",
+        removed_tag=(payload.get("removedTag") or {}).get("name") or "",
         message=message,
         message_id=message_id,
         content_type_known=known_type,
-        raw=body,
+        raw=inputs.clean_json(body, inputs.Changes()),
     )
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
@@ -10,6 +13,7 @@ from django.db import transaction
 from bridge import operations
 from bridge.connectors import REGISTRY, connector_class
 from bridge.exceptions import BridgeError
+from bridge.fields import is_readable
 from bridge.models import CcaasEndpoint
 
 
@@ -34,8 +38,21 @@ class Command(BaseCommand):
             p.add_argument("--kind", required=name == "create", choices=sorted(REGISTRY))
             p.add_argument("--name")
             p.add_argument("--config", help="JSON object; on update, merged into the current config")
-            p.add_argument(
-                "--credentials", help="JSON object; on update, merged into the current credentials"
+            secret = p.add_mutually_exclusive_group()
+            secret.add_argument(
+                "--credentials",
+                help="JSON object; on update, merged into the current credentials (visible to `ps` while the "
+                "command runs: prefer --credentials-file or --credentials-env)",
+            )
+            secret.add_argument(
+                "--credentials-file",
+                metavar="PATH",
+                help="read the credentials' JSON from a file, or - for standard input",
+            )
+            secret.add_argument(
+                "--credentials-env",
+                metavar="NAME",
+                help="read the credentials' JSON from the environment variable NAME",
             )
             p.add_argument("--default", action="store_true", help="make this the default endpoint")
             p.add_argument("--routing-rules", help='JSON list, e.g. [{"tags_any": ["billing"]}]')
@@ -57,9 +74,12 @@ class Command(BaseCommand):
                 **({} if creating else endpoint.config),
                 **_json_object(options["config"], "config"),
             }
-        if options.get("credentials"):
-            new = _json_object(options["credentials"], "credentials")
-            endpoint.credentials = {**({} if creating else endpoint.credentials), **new}
+        credentials = self._credentials_text(options)
+        if credentials:
+            new = _json_object(credentials, "credentials")
+            # Unreadable stored credentials (a removed key) are replaced by the ones given here.
+            kept = {} if creating or not is_readable(endpoint) else endpoint.credentials
+            endpoint.credentials = {**kept, **new}
         if options.get("routing_rules"):
             rules = json.loads(options["routing_rules"])
             if not isinstance(rules, list):
@@ -77,6 +97,24 @@ class Command(BaseCommand):
                 CcaasEndpoint.objects.exclude(pk=endpoint.pk).filter(is_default=True).update(is_default=False)
                 endpoint.is_default = True
             endpoint.save()
+
+    def _credentials_text(self, options: dict) -> str | None:
+        """The credentials' JSON from --credentials, --credentials-file (a path, or - for standard input) or
+        --credentials-env; never echoed."""
+        path, variable = options.get("credentials_file"), options.get("credentials_env")
+        if path == "-":
+            return sys.stdin.read()
+        if path:
+            try:
+                return Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(f"--credentials-file: cannot read {path}: {exc.strerror}") from exc
+        if variable:
+            value = os.environ.get(variable)
+            if value is None:
+                raise CommandError(f"--credentials-env: the environment variable {variable} is not set")
+            return value
+        return options.get("credentials")
 
     def _create(self, slug: str, kind: str, **options) -> None:
         if CcaasEndpoint.objects.filter(slug=slug).exists():
@@ -105,7 +143,7 @@ class Command(BaseCommand):
             flags = (
                 ",".join(f for f, on in (("default", e.is_default), ("disabled", not e.enabled)) if on) or "-"
             )
-            secrets = ",".join(sorted(e.credentials or {})) or "none"
+            secrets = ",".join(sorted(e.credentials or {})) or "none" if is_readable(e) else "UNREADABLE"
             self.stdout.write(
                 f"{e.slug}\t{e.kind}\t{e.mode}\t{'polled' if e.polled else 'not polled'}\t{flags}\tconfig={json.dumps(e.config, sort_keys=True)}\t"
                 f"credentials=[{secrets}]\tlast_error={(e.last_error or '-')[:80]}"
