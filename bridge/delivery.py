@@ -314,7 +314,6 @@ def drive_lane(link_id, lane: str, *, limit: int | None = None) -> int:
     return done
 
 
-<<<<<<< HEAD
 class ClaimKeeper(Heartbeat):
     """One heartbeat for a whole drive: renews the lease of whichever delivery is current."""
 
@@ -344,6 +343,7 @@ class ClaimKeeper(Heartbeat):
             connections.close_all()
 
 
+@for_delivery
 def run(
     delivery: Delivery,
     handler: Callable[[Delivery], str | None],
@@ -357,11 +357,6 @@ def run(
     transaction; returns whether it did."""
     own = heartbeat is None
     beat = claim_heartbeat(delivery) if own else heartbeat
-=======
-@for_delivery
-def run(delivery: Delivery, handler: Callable[[Delivery], str | None]) -> None:
-    """Run one claimed delivery, its lease renewed while it runs, and record how it ended."""
->>>>>>> main
     try:
         if own:
             beat.start()
