@@ -308,6 +308,7 @@ def drive_lane(link_id, lane: str, *, limit: int | None = None) -> int:
             keeper.current = delivery
             if not run(delivery, HANDLERS[delivery.kind], successor=successor, heartbeat=keeper):
                 batch = []
+            keeper.current = batch[0] if batch else None  # claimed by the hand-over, or nothing
             done += 1
     if done:
         services.after_delivery(link_id)
