@@ -7,6 +7,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from config.startup import refuse_bad_configuration
+
+    refuse_bad_configuration(sys.argv)  # every problem at once, one line each, before any command runs
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -57,6 +57,13 @@ class NotFoundError(PermanentError):
     """404, or Infobip's 400 'No such entity exists'."""
 
 
+class InteractionOverError(PermanentError):
+    """The contact center answered that the interaction is over and takes nothing more (Zendesk's
+    422 "Status: closed prevents ticket update", a Chatwoot conversation gone or resolved, an RT
+    ticket gone, a Genesys session read-only, the generic protocol's 410). The handover then ends
+    as the endpoint's `on_interaction_over` policy says, instead of dead-lettering the message."""
+
+
 class ConversationClosedError(PermanentError):
     """Infobip answered that the conversation is closed and cannot be changed."""
 

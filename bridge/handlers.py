@@ -17,9 +17,9 @@ from bridge import delivery as engine
 from bridge import media
 from bridge.causes import INFOBIP
 from bridge.connectors import get_connector
-from bridge.exceptions import ConversationClosedError, NotFoundError, PermanentError
+from bridge.exceptions import ConversationClosedError, InteractionOverError, NotFoundError, PermanentError
 from bridge.models import ConversationLink, Delivery, Message, OwnMessage, State, Tag
-from bridge.services import ROUTE_BACK_TAG, choose_endpoint, infobip_client
+from bridge.services import ROUTE_BACK_TAG, choose_endpoint, infobip_client, interaction_over
 from bridge.types import (
     AuthorType,
     CloseReason,
@@ -228,7 +228,14 @@ def _send_to_ccaas(delivery: Delivery, link: ConversationLink, row: Message) -> 
     sent = int(payload.get("parts_sent", 0))
     ref = interaction_ref(link)
     for index in range(sent, len(parts)):
-        for own_id in connector.send_customer_message(ref, parts[index]) or []:
+        try:
+            own_ids = connector.send_customer_message(ref, parts[index]) or []
+        except InteractionOverError as exc:
+            note = interaction_over(link, str(exc))
+            if note is None:
+                raise (exc.__cause__ if isinstance(exc.__cause__, PermanentError) else exc) from None
+            return note
+        for own_id in own_ids:
             remember_own(link, row, OwnMessage.Side.CCAAS, own_id, part=index)
         if len(parts) > 1:
             payload.update(parts_sent=index + 1, parts=len(parts))
@@ -282,7 +289,10 @@ def handle_close_ccaas(delivery: Delivery) -> str | None:
     if not link.interaction_id or link.endpoint is None:
         return "skipped: no interaction was opened"
     reason = CloseReason((delivery.payload or {}).get("reason", CloseReason.OPERATOR.value))
-    get_connector(link.endpoint).close_interaction(interaction_ref(link), reason)
+    try:
+        get_connector(link.endpoint).close_interaction(interaction_ref(link), reason)
+    except InteractionOverError as exc:
+        return f"skipped: the interaction was already over on the contact center ({exc})"
     return None
 
 
@@ -306,9 +316,10 @@ def handle_route_back(delivery: Delivery) -> str | None:
     """Tag the conversation, then Route conversation (Infobip's routing to its own agents). The tag
     step is remembered, so a retry after a failed route does not tag twice."""
     link = ConversationLink.objects.get(pk=delivery.link_id)
-    if link.state != State.FAILED:
-        return f"skipped: handover is {link.state}, not failed"
     payload = dict(delivery.payload or {})
+    over = payload.get("reason") == "interaction_over" and link.state in (State.CLOSING, State.CLOSED)
+    if link.state != State.FAILED and not over:
+        return f"skipped: handover is {link.state}, not failed"
     tag = str(payload.get("tag") or ROUTE_BACK_TAG)
     client = infobip_client()
     try:

@@ -220,6 +220,7 @@ def for_connector(
     A recovered message (found late by reconciliation) gets its visible mark, with the time it was
     written, in front of what the agent reads, unless the connector carries the mark as a field of
     its own (Capabilities.recovered_field): media keep their kind and carry it in the caption."""
+    # A text that answers an earlier message is rendered too, so it carries the quote.
     plain = message.content_type.upper() == "TEXT" and not isinstance(message.content.get("replyTo"), dict)
     if not (attachments or plain):
         message = dataclasses.replace(

@@ -669,6 +669,63 @@ def _queue_route_back(link: ConversationLink) -> None:
     engine.enqueue_lane(link.pk, Delivery.Lane.TO_INFOBIP)
 
 
+def interaction_over(link: ConversationLink, error: str) -> str | None:
+    """The contact center said the interaction is over (a customer message was refused because the
+    ticket or conversation is closed there): end the handover as the endpoint's
+    `on_interaction_over` says, never leaving the customer talking to nobody.
+
+    - `close` (default): as if the agent had closed it: the Infobip conversation is closed (after
+      the agent messages still on their way), so the customer is back with the bot;
+    - `route_to_infobip`: the conversation goes to Infobip's own agents (Route conversation, tagged
+      like a failed open's route-back), with every message the customer wrote there.
+
+    The customer messages still waiting for the interaction are skipped with the reason, and the
+    timeline says how many. Returns the note for the delivery that met the answer, or None when the
+    handover is no longer active (closing already: the refused message is then reported as a dead
+    letter with the contact center's answer, as any message refused for good)."""
+    endpoint = link.endpoint
+    config = (endpoint.config or {}) if endpoint else {}
+    policy = str(config.get("on_interaction_over") or "close")
+    who = f"contact center ({endpoint.slug})" if endpoint else "contact center"
+    if policy == ON_OPEN_FAILURE_ROUTE:
+        why = "left with Infobip's agents (on_interaction_over=route_to_infobip)"
+    else:
+        why = "the handover was closed as by the agent (on_interaction_over=close)"
+    with transaction.atomic():
+        link = ConversationLink.objects.select_for_update().get(pk=link.pk)
+        if link.state != State.ACTIVE:
+            return None
+        waiting = Delivery.objects.filter(
+            link=link, lane=Delivery.Lane.TO_CCAAS, kind=Delivery.Kind.MESSAGE
+        ).exclude(state__in=Delivery.TERMINAL_STATES)
+        count = waiting.count()
+        waiting.exclude(state=Delivery.Status.IN_FLIGHT).update(
+            state=Delivery.Status.SKIPPED,
+            done_at=timezone.now(),
+            last_error=f"skipped: the interaction is over on the contact center; {why}"[:2000],
+        )
+        link.note(
+            "interaction_over",
+            f"{who} answered that the interaction is over ({error}); {count} customer message(s) "
+            f"not delivered there; {why}",
+            actor=who,
+        )
+        if policy == ON_OPEN_FAILURE_ROUTE:
+            tag = str(config.get("route_back_tag") or ROUTE_BACK_TAG)[:100]
+            Delivery.objects.create(
+                link=link,
+                kind=Delivery.Kind.ROUTE_BACK,
+                lane=Delivery.Lane.TO_INFOBIP,
+                phase=2,
+                payload={"action": ROUTE_BACK, "tag": tag, "reason": "interaction_over"},
+            )
+            begin_close(link, CloseReason.AGENT, actor=who, close_ccaas=False, close_infobip=False)
+            engine.enqueue_lane(link.pk, Delivery.Lane.TO_INFOBIP)
+        else:
+            begin_close(link, CloseReason.AGENT, actor=who, close_ccaas=False)
+    return f"skipped: the interaction is over on the contact center; {why}"
+
+
 def after_delivery(link_id) -> None:
     """A delivery ended: a closing handover whose work is all done becomes CLOSED."""
     link = ConversationLink.objects.filter(pk=link_id, state=State.CLOSING).first()

@@ -110,9 +110,22 @@ class FakeChatwoot:
             return 404, {}, json.dumps({"error": "not found"})
         path = path[len(account) :]
         if path == "/contacts/search":
-            q = request.params["q"]
-            found = [c for c in self.contacts.values() if c.get("identifier") == q]
-            return 200, {}, json.dumps({"meta": {"count": len(found)}, "payload": found})
+            # As Chatwoot searches: name, e-mail, phone number or identifier containing q, 15 a page.
+            q = request.params["q"].lower()
+            found = [
+                c
+                for c in self.contacts.values()
+                if any(
+                    q in str(c.get(k) or "").lower() for k in ("name", "email", "phone_number", "identifier")
+                )
+            ]
+            page = int(request.params.get("page") or 1)
+            chunk = found[(page - 1) * 15 : page * 15]
+            return (
+                200,
+                {},
+                json.dumps({"meta": {"count": len(found), "current_page": page}, "payload": chunk}),
+            )
         if path == "/contacts" and request.method == "POST":
             contact = {"id": next(self.ids), **{k: v for k, v in body.items() if k != "inbox_id"}}
             self.contacts[contact["id"]] = contact

@@ -79,6 +79,8 @@ def test_a_bot_conversation_crosses_both_ways_once_in_order_and_routes_back_on_c
     assert fake_infobip.conversations[conv]["agentId"] == bot.bot_id
     link = ConversationLink.objects.get(conversation_id=conv)
     assert (link.state, link.bot_id, link.endpoint_id) == (State.REQUESTED, bot.pk, endpoint.pk)
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {settings.BRIDGE_API_TOKEN}")
+    assert api.get(f"/api/handovers/{link.pk}/").json()["bot"] == bot.bot_id
     delivery.drain()
     link.refresh_from_db()
     assert link.state == State.ACTIVE

@@ -31,6 +31,12 @@ if TYPE_CHECKING:
     from bridge.models import CcaasEndpoint
 
 
+# What an endpoint does when its contact center answers that the interaction is over (see
+# bridge.services.interaction_over): close the handover as the agent would, or hand the
+# conversation to Infobip's own agents.
+ON_INTERACTION_OVER = ("close", "route_to_infobip")
+
+
 def load_webhook_json(body: bytes) -> Any:
     """A webhook body parsed as strict JSON (bridge.inputs.load_json), or WebhookError (answered 400)."""
     return load_json(body)
@@ -178,6 +184,9 @@ class Connector(ABC):
                         int(value)
                     except (TypeError, ValueError):
                         problems.append(f"{what}: '{item.name}' must be a whole number")
+        over = config.get("on_interaction_over")
+        if over not in (None, "") and over not in ON_INTERACTION_OVER:
+            problems.append(f"config: 'on_interaction_over' must be one of {', '.join(ON_INTERACTION_OVER)}")
         limit = config.get("max_text_length")
         if limit not in (None, ""):
             try:

@@ -34,7 +34,16 @@ from bridge.connectors.base import (
     vendor_sequence,
     vendor_time,
 )
-from bridge.exceptions import ConfigurationError, SignatureError, UpstreamError, WebhookError
+from bridge.exceptions import (
+    ConfigurationError,
+    InteractionOverError,
+    NotFoundError,
+    PermanentError,
+    SignatureError,
+    UpstreamAuthError,
+    UpstreamError,
+    WebhookError,
+)
 from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
@@ -61,6 +70,8 @@ KEY_MISMATCH_HINT = (
     "(chatwoot/chatwoot#13809); set config require_signature=false to accept unsigned webhooks"
 )
 MESSAGES_PER_PAGE = 100  # Get Messages with `after` answers up to 100
+CONTACTS_PER_PAGE = 15  # Search Contacts' page size
+MAX_SEARCH_PAGES = 50
 MAX_MESSAGES_PER_POLL = 5000  # a guard; the cursor keeps the place, so the rest follows next cycle
 # In the REST API message_type is a number; in webhooks a word.
 MESSAGE_TYPES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
@@ -198,11 +209,7 @@ class ChatwootConnector(Connector):
     def _contact(self, ctx: HandoverContext) -> tuple[int, str]:
         """(contact id, contact-inbox source id) for the customer, created when unknown."""
         identifier = f"infobip:{ctx.channel.lower()}:{ctx.customer.address}"
-        # Reference: https://developers.chatwoot.com/api-reference/contacts/search-contacts
-        found = self._call("GET", "/contacts/search", params={"q": identifier})
-        contact = next(
-            (c for c in (found or {}).get("payload") or [] if c.get("identifier") == identifier), None
-        )
+        contact = self._find_contact(identifier)
         if contact is None:
             body: dict[str, Any] = {
                 "inbox_id": self.inbox_id,
@@ -234,6 +241,24 @@ class ChatwootConnector(Connector):
                 f"{self._service}: contact inbox answered without a source_id", service=self._service
             )
         return int(contact["id"]), str(source_id)
+
+    def _find_contact(self, identifier: str) -> dict | None:
+        """The contact whose identifier is exactly `identifier`. Search Contacts matches names,
+        e-mails, phone numbers and identifiers by substring, 15 a page, so every page is read until
+        the exact one is found: a first page of near matches must never lead to a second contact."""
+        for page in range(1, MAX_SEARCH_PAGES + 1):
+            # Reference: https://developers.chatwoot.com/api-reference/contacts/search-contacts
+            found = self._call("GET", "/contacts/search", params={"q": identifier, "page": page})
+            items = [c for c in (found or {}).get("payload") or [] if isinstance(c, dict)]
+            contact = next((c for c in items if c.get("identifier") == identifier), None)
+            if contact is not None:
+                return contact
+            count = ((found or {}).get("meta") or {}).get("count")
+            if len(items) < CONTACTS_PER_PAGE or (
+                isinstance(count, int) and page * CONTACTS_PER_PAGE >= count
+            ):
+                return None
+        return None
 
     def _existing_conversation(self, contact_id: int, conversation_id: str) -> dict | None:
         """An unresolved conversation already opened for this Infobip conversation (a retried open)."""
@@ -302,10 +327,37 @@ class ChatwootConnector(Connector):
         )
 
     def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
-        message_id = self._post_message(
-            ref.interaction_id, message_text(message.content_type, message.content), private=False
-        )
+        try:
+            message_id = self._post_message(
+                ref.interaction_id, message_text(message.content_type, message.content), private=False
+            )
+        except PermanentError as exc:
+            self._raise_if_over(ref, exc)
+            raise
         return [str(message_id)] if message_id else None
+
+    def _raise_if_over(self, ref: InteractionRef, exc: PermanentError) -> None:
+        """InteractionOverError when a refused message met a conversation that is gone (404) or
+        resolved (a 422, checked with Conversation Details)."""
+        if isinstance(exc, UpstreamAuthError) or exc.status not in (404, 422):
+            return
+        state = "gone (404)"
+        if exc.status == 422:
+            try:
+                # Reference: https://developers.chatwoot.com/api-reference/conversations/conversation-details
+                details = self._call("GET", f"/conversations/{int(ref.interaction_id)}")
+            except NotFoundError:
+                details = None
+            if details is not None:
+                if (details or {}).get("status") != "resolved":
+                    return
+                state = "resolved"
+        raise InteractionOverError(
+            f"{self._service}: conversation {ref.interaction_id} is {state} and takes no more messages",
+            status=exc.status,
+            body=exc.body,
+            service=self._service,
+        ) from exc
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {
@@ -313,7 +365,11 @@ class ChatwootConnector(Connector):
             CloseReason.IDLE_TIMEOUT: "the conversation was idle too long",
             CloseReason.OPERATOR: "an operator closed the handover",
         }.get(reason, reason.value)
-        self._post_message(ref.interaction_id, f"Handover closed by the bridge: {why}.", private=True)
+        try:
+            self._post_message(ref.interaction_id, f"Handover closed by the bridge: {why}.", private=True)
+        except PermanentError as exc:
+            self._raise_if_over(ref, exc)
+            raise
         # Reference: https://developers.chatwoot.com/api-reference/conversations/toggle-status
         self._call("POST", f"/conversations/{int(ref.interaction_id)}/toggle_status", {"status": "resolved"})
 

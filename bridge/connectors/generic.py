@@ -23,7 +23,13 @@ from bridge.connectors.base import (
     vendor_sequence,
     vendor_time,
 )
-from bridge.exceptions import TransientError, UpstreamError, WebhookError
+from bridge.exceptions import (
+    InteractionOverError,
+    PermanentError,
+    TransientError,
+    UpstreamError,
+    WebhookError,
+)
 from bridge.types import (
     AgentMessage,
     CcaasEvent,
@@ -151,19 +157,39 @@ class GenericConnector(Connector):
         return OpenResult(interaction_id=str(interaction_id))
 
     def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
-        self._post(
-            f"/interactions/{quote(ref.interaction_id, safe='')}/messages",
-            message_json(message),
-            idempotency_key=message.id,
-        )
+        """POST the message; the contact center answers 410 Gone when the interaction is over."""
+        try:
+            self._post(
+                f"/interactions/{quote(ref.interaction_id, safe='')}/messages",
+                message_json(message),
+                idempotency_key=message.id,
+            )
+        except PermanentError as exc:
+            if exc.status == 410:
+                raise InteractionOverError(
+                    f"{self._service}: interaction {ref.interaction_id} is over (410 Gone)",
+                    status=exc.status,
+                    body=exc.body,
+                    service=self._service,
+                ) from exc
+            raise
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         wire_reason = reason.value if reason.value in PROTOCOL_CLOSE_REASONS else CloseReason.OPERATOR.value
-        self._post(
-            f"/interactions/{quote(ref.interaction_id, safe='')}/close",
-            {"reason": wire_reason},
-            idempotency_key=f"close:{ref.handover_id}",
-        )
+        try:
+            self._post(
+                f"/interactions/{quote(ref.interaction_id, safe='')}/close",
+                {"reason": wire_reason},
+                idempotency_key=f"close:{ref.handover_id}",
+            )
+        except PermanentError as exc:
+            if exc.status == 410:
+                raise InteractionOverError(
+                    f"{self._service}: interaction {ref.interaction_id} was already over (410 Gone)",
+                    status=exc.status,
+                    service=self._service,
+                ) from exc
+            raise
 
     # --- CCaaS -> Bridge ---------------------------------------------------------------------------
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:

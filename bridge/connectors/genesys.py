@@ -46,6 +46,7 @@ from bridge.connectors.base import (
 )
 from bridge.exceptions import (
     ConfigurationError,
+    InteractionOverError,
     NotFoundError,
     PermanentError,
     SignatureError,
@@ -175,6 +176,24 @@ def _attribute(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# What Genesys says (in a 4xx, 409 Conflict included) when a conversation takes no more messages.
+SESSION_OVER_HINTS = (
+    "read-only",
+    "read only",
+    "readonly",
+    "session is closed",
+    "conversation ended",
+    "disconnected",
+)
+
+
+def _session_over(exc: UpstreamError) -> bool:
+    if isinstance(exc, UpstreamAuthError) or exc.status is None:
+        return False
+    body = (exc.body or "").lower()
+    return 400 <= exc.status < 500 and any(hint in body for hint in SESSION_OVER_HINTS)
 
 
 def conversation_ended(conversation: Mapping[str, Any]) -> bool:
@@ -480,13 +499,24 @@ class GenesysConnector(Connector):
         return str(value) if value else None
 
     def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> None:
-        self._inbound(
-            ref.interaction_id,
-            ref.customer.display_name or ref.customer.address,
-            message.id,
-            message.created_at,
-            media.render_text(message.content_type, message.content),
-        )
+        try:
+            self._inbound(
+                ref.interaction_id,
+                ref.customer.display_name or ref.customer.address,
+                message.id,
+                message.created_at,
+                media.render_text(message.content_type, message.content),
+            )
+        except (PermanentError, TransientError) as exc:
+            if _session_over(exc):
+                raise InteractionOverError(
+                    f"{self._service}: the Genesys conversation of {ref.interaction_id} is over "
+                    f"(HTTP {exc.status}: {exc.body[:200]})",
+                    status=exc.status,
+                    body=exc.body,
+                    service=self._service,
+                ) from exc
+            raise
 
     def _conversation_id(self, ref: InteractionRef) -> str | None:
         return ref.data.get("conversation_id") or self._resolve(ref.data.get("first_message_id"))

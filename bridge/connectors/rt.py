@@ -19,7 +19,15 @@ from urllib.parse import quote
 
 from bridge import http
 from bridge.connectors.base import Capabilities, Connector, Field, vendor_sequence, vendor_time
-from bridge.exceptions import ConfigurationError, PermanentError, UpstreamError, WebhookError
+from bridge.exceptions import (
+    ConfigurationError,
+    InteractionOverError,
+    NotFoundError,
+    PermanentError,
+    UpstreamAuthError,
+    UpstreamError,
+    WebhookError,
+)
 from bridge.media import render_text
 from bridge.types import (
     AgentMessage,
@@ -285,7 +293,38 @@ class RtConnector(Connector):
         if attachment:
             body["Attachments"] = [attachment]
         # Reference: https://docs.bestpractical.com/rt/5.0.3/RT/REST2.html#Tickets (correspond / comment)
-        self._call("POST", f"/ticket/{quote(ref.interaction_id)}/{action}", json=body)
+        try:
+            self._call("POST", f"/ticket/{quote(ref.interaction_id)}/{action}", json=body)
+        except PermanentError as exc:
+            self._raise_if_over(ref, exc)
+            raise
+
+    def _raise_if_over(self, ref: InteractionRef, exc: PermanentError) -> None:
+        """InteractionOverError when a refused correspondence met a ticket that is gone (404) or in
+        one of the closed statuses (checked with GET /ticket/:id). A resolved ticket that accepts
+        the correspondence is reopened by RT's standard scrip, so nothing is lost there."""
+        if isinstance(exc, UpstreamAuthError):
+            return
+        state = "gone (404)" if exc.status == 404 else ""
+        if not state:
+            try:
+                # Reference: https://docs.bestpractical.com/rt/5.0.3/RT/REST2.html#Tickets (GET /ticket/:id)
+                ticket = self._call(
+                    "GET", f"/ticket/{quote(ref.interaction_id)}", params={"fields": "Status"}
+                )
+            except NotFoundError:
+                state = "gone (404)"
+            else:
+                status = str((ticket or {}).get("Status") or "").lower()
+                if status in self.closed_statuses or status == "deleted":
+                    state = status
+        if state:
+            raise InteractionOverError(
+                f"{self._service}: ticket {ref.interaction_id} is {state} and takes no more correspondence",
+                status=exc.status,
+                body=exc.body,
+                service=self._service,
+            ) from exc
 
     def _attachment(self, message: InfobipMessage) -> dict[str, str] | None:
         """The customer's file, fetched from Infobip's media URL and attached to the ticket. A file
@@ -315,7 +354,15 @@ class RtConnector(Connector):
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         status = self.closed_statuses[0]
         # Reference: https://docs.bestpractical.com/rt/5.0.3/RT/REST2.html#Tickets (PUT /ticket/:id)
-        self._call("PUT", f"/ticket/{quote(ref.interaction_id)}", json={"Status": status})
+        try:
+            self._call("PUT", f"/ticket/{quote(ref.interaction_id)}", json={"Status": status})
+        except NotFoundError as exc:
+            raise InteractionOverError(
+                f"{self._service}: ticket {ref.interaction_id} is gone (404)",
+                status=exc.status,
+                body=exc.body,
+                service=self._service,
+            ) from exc
 
     # --- RT -> Bridge ------------------------------------------------------------------------------
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[CcaasEvent]:

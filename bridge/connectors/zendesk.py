@@ -34,12 +34,14 @@ from bridge.connectors.base import (
 )
 from bridge.exceptions import (
     ConfigurationError,
+    InteractionOverError,
+    PermanentError,
     SignatureError,
     UpstreamAuthError,
     UpstreamError,
     WebhookError,
 )
-from bridge.media import render_text
+from bridge.media import render_text, split_text
 from bridge.types import (
     AgentMessage,
     AuthorType,
@@ -301,6 +303,8 @@ class ZendeskConnector(Connector):
                 data={"requester_id": requester_id, "reused": True},
             )
         name = ctx.customer.display_name or ctx.customer.address
+        # A transcript over a comment's size goes as the first comment and more after it, never cut.
+        chunks = split_text(transcript(ctx.history, name), self.capabilities.text_limit, "bytes")
         subject = str(self.config.get("subject") or "{channel} conversation with {name}").format(
             channel=ctx.channel.title(), name=name
         )
@@ -310,7 +314,7 @@ class ZendeskConnector(Connector):
         ticket: dict[str, Any] = {
             "subject": subject,
             "comment": {
-                "body": transcript(ctx.history, name),
+                "body": chunks[0],
                 "author_id": requester_id,
                 "public": True,
             },
@@ -341,6 +345,10 @@ class ZendeskConnector(Connector):
         ticket_id = (data.get("ticket") or {}).get("id") if isinstance(data, dict) else None
         if not ticket_id:
             raise self._no_id("POST /api/v2/tickets")
+        for chunk in chunks[1:]:
+            comment = {"body": chunk, "author_id": requester_id, "public": True}
+            # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
+            self._call("PUT", f"/api/v2/tickets/{int(ticket_id)}", {"ticket": {"comment": comment}})
         return OpenResult(interaction_id=str(ticket_id), data={"requester_id": requester_id})
 
     def send_customer_message(self, ref: InteractionRef, message: InfobipMessage) -> list[str] | None:
@@ -353,9 +361,7 @@ class ZendeskConnector(Connector):
             "public": True,
         }
         # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
-        data = self._call(
-            "PUT", f"/api/v2/tickets/{int(ref.interaction_id)}", {"ticket": {"comment": comment}}
-        )
+        data = self._update_open_ticket(ref, {"ticket": {"comment": comment}})
         # The answer's audit lists what the update created; its Comment event's id is the comment's.
         events = ((data or {}).get("audit") or {}).get("events") if isinstance(data, dict) else None
         ids = [
@@ -364,6 +370,26 @@ class ZendeskConnector(Connector):
             if isinstance(e, dict) and e.get("type") == "Comment" and e.get("id")
         ]
         return ids or None
+
+    def _update_open_ticket(self, ref: InteractionRef, body: dict) -> Any:
+        """Update Ticket, or InteractionOverError when Zendesk says the ticket takes no more: a
+        closed ticket answers 422 "Status: closed prevents ticket update"; a deleted one 404."""
+        ticket = int(ref.interaction_id)
+        try:
+            return self._call("PUT", f"/api/v2/tickets/{ticket}", body)
+        except PermanentError as exc:
+            if isinstance(exc, UpstreamAuthError):
+                raise
+            closed = exc.status == 422 and "closed prevents ticket update" in exc.body.lower()
+            if not (closed or exc.status == 404):
+                raise
+            state = "closed" if closed else "gone (404)"
+            raise InteractionOverError(
+                f"{self._service}: ticket {ticket} is {state} and takes no more comments",
+                status=exc.status,
+                body=exc.body,
+                service=self._service,
+            ) from exc
 
     def close_interaction(self, ref: InteractionRef, reason: CloseReason) -> None:
         why = {
@@ -376,7 +402,7 @@ class ZendeskConnector(Connector):
             "comment": {"body": f"Handover closed by the bridge: {why}.", "public": False},
         }
         # Reference: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/#update-ticket
-        self._call("PUT", f"/api/v2/tickets/{int(ref.interaction_id)}", {"ticket": ticket})
+        self._update_open_ticket(ref, {"ticket": ticket})
 
     # --- Zendesk -> Bridge --------------------------------------------------------------------------
     def verify_webhook(self, body: bytes, headers: Mapping[str, str], *, now: float | None = None) -> None:
