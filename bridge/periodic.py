@@ -17,7 +17,7 @@ from django.utils import timezone
 from bridge import alerts, bots, handlers, http, reconcile, retention, services
 from bridge import delivery as engine
 from bridge.connectors import get_connector
-from bridge.exceptions import BridgeError, TransientError
+from bridge.exceptions import BridgeError, TransientError, UpstreamError
 from bridge.heartbeat import beat as beat_worker_heartbeat
 from bridge.models import CcaasEndpoint, InfobipBot, Lease
 
@@ -102,6 +102,20 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
             endpoint.record_failure(exc)
             CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
                 poll_next_at=timezone.now() + timedelta(seconds=delay)
+            )
+            return None
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            # The contact center answered in a shape the connector did not expect: shown on the
+            # endpoint and tried again next interval, never a crash that hides the poll's failure.
+            logger.exception("poll of %s met an unexpected answer", endpoint.slug)
+            endpoint.record_failure(
+                UpstreamError(
+                    f"poll of {endpoint.slug}: unexpected answer ({type(exc).__name__}: {exc})"[:500],
+                    service=f"endpoint {endpoint.slug}",
+                )
+            )
+            CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
+                poll_next_at=timezone.now() + timedelta(seconds=interval)
             )
             return None
         finally:
