@@ -48,3 +48,23 @@ def refuse_bad_configuration(argv: list[str] | None = None, *, exit_code: int = 
         sys.stderr.write(HEADER + "\n" + "".join(f"  {line}\n" for line in found))
         sys.stderr.flush()
         sys.exit(exit_code)
+
+
+def execute(argv: list[str]) -> None:
+    """Run a management command; an unexpected error is one line and exit 1 (--traceback shows it all).
+
+    Django already prints a CommandError as one line; anything else would be a traceback."""
+    from django.core.management import execute_from_command_line
+
+    if "--traceback" in argv:
+        execute_from_command_line(argv)
+        return
+    try:
+        execute_from_command_line(argv)
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        text = (lines[0] if lines else "")[:300]
+        sys.stderr.write(
+            f"Error: {type(exc).__name__}{': ' + text if text else ''} (run again with --traceback for details)\n"
+        )
+        sys.exit(1)

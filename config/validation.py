@@ -124,7 +124,7 @@ class Problems(list[str]):
     ) -> float:
         """A number of `kind` (int or float) of at least `minimum`; the default when unset."""
         if raw is None or raw == "":
-            return kind(default)
+            return default
         what = "a whole number" if kind is int else "a number"
         try:
             value = kind(raw)
