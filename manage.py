@@ -7,9 +7,10 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    from django.core.management import execute_from_command_line
+    from config.startup import execute, refuse_bad_configuration
 
-    execute_from_command_line(sys.argv)
+    refuse_bad_configuration(sys.argv)  # every problem at once, one line each, before any command runs
+    execute(sys.argv)  # an unexpected error is one line too
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {
-    "SECRET_KEY": "bench-secret-key",
+    "SECRET_KEY": "bench-only-secret-key-not-for-production-2b7e9c41d0a85f36e19c4d7b08a2f5e3",
     "BRIDGE_INBOUND_TOKEN": "bench-inbound-token-0123456789abcdefghij",
-    "BRIDGE_API_TOKEN": "bench-api-token",
+    "BRIDGE_API_TOKEN": "bench-api-token-8f3a1c9e5b7d2046af1e",
     "BRIDGE_ENCRYPTION_KEYS": "8PV1hM0Qm1n5nB0-jIVuG0xDVh0ADZKh3yXbDw1sAJM=",
     "BRIDGE_ALLOW_PRIVATE_URLS": "1",
     "INFOBIP_API_KEY": "bench-key",

@@ -7,6 +7,6 @@ class BridgeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from bridge import keys, metrics, signals  # noqa: F401  (signals: post_migrate; keys: checks)
+        from bridge import checks, keys, metrics, signals  # noqa: F401  (signals: post_migrate; checks, keys: checks)
 
         metrics.register()

@@ -12,6 +12,7 @@ from django.db import models
 from bridge.exceptions import (
     ConfigurationError,
     ConversationClosedError,
+    InteractionOverError,
     NotFoundError,
     PermanentError,
     TransientError,
@@ -52,7 +53,7 @@ def cause_of(exc: BaseException) -> str:
         if isinstance(exc, NotFoundError | ConversationClosedError):
             return Cause.CONVERSATION_GONE
         return Cause.OTHER
-    if isinstance(exc, NotFoundError):
+    if isinstance(exc, InteractionOverError | NotFoundError):
         return Cause.INTERACTION_OVER
     if isinstance(exc, UpstreamError):
         return Cause.UNREACHABLE

@@ -200,7 +200,7 @@ def _record_history(link: ConversationLink, history: list[InfobipMessage]) -> in
 
 
 def handle_message(delivery: Delivery) -> str | None:
-    link = ConversationLink.objects.select_related("endpoint").get(pk=delivery.link_id)
+    link = delivery.link  # loaded with its endpoint by the claim (delivery.claim_batch)
     row = delivery.message
     if delivery.lane == Delivery.Lane.TO_CCAAS:
         if not link.interaction_id:

@@ -6,6 +6,7 @@ import email.utils
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -287,16 +288,62 @@ def _send(
         return session.request(method, url, **kwargs)
     except DestinationRefused as exc:
         raise ConfigurationError(f"{service}: {exc}") from exc
-    except requests.Timeout as exc:
-        raise TransientError(f"{service}: timed out ({method} {_path(url)})", service=service) from exc
-    except requests.ConnectionError as exc:
+    except (requests.Timeout, requests.ConnectionError) as exc:
         raise TransientError(
-            f"{service}: connection failed ({method} {_path(url)}): {type(exc).__name__}", service=service
+            f"{service}: {describe_failure(exc)} ({method} {_path(url)})", service=service
         ) from exc
     except requests.RequestException as exc:
         raise PermanentError(
             f"{service}: invalid request ({method} {_path(url)}): {exc}", service=service
         ) from exc
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """exc and everything it wraps: causes, contexts, urllib3's MaxRetryError.reason, args."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for inner in (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            *current.args,
+        ):
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong on the way to the other side, in words an operator can act on:
+    "connection failed: DNS cannot resolve <host>", "connection failed: refused by <host>:<port>",
+    "connection failed: TLS with <host>:<port>: <reason>", "timed out connecting to <host>:<port>",
+    "timed out waiting for the answer from <host>:<port>", else "connection failed with <host>:<port>:
+    <exception type>". Names the host and port only, never a path, query or header."""
+    chain = list(_causes(exc))
+    connection = next((getattr(e, "conn", None) for e in chain if getattr(e, "conn", None) is not None), None)
+    pool = next((getattr(e, "pool", None) for e in chain if getattr(e, "pool", None) is not None), None)
+    origin = connection or pool
+    host = getattr(origin, "host", "") or "the host"
+    port = getattr(origin, "port", None)
+    where = f"{host}:{port}" if port else host
+    if any(isinstance(e, (requests.exceptions.SSLError, ssl.SSLError)) for e in chain):
+        reason = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
+        detail = (getattr(reason, "reason", None) or str(reason or "")).strip() or "handshake failed"
+        return f"connection failed: TLS with {where}: {detail.lower().replace('_', ' ')}"
+    if any(isinstance(e, (NameResolutionError, socket.gaierror)) for e in chain):
+        return f"connection failed: DNS cannot resolve {host}"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in str(exc).lower():
+        return f"connection failed: refused by {where}"
+    if any(isinstance(e, requests.exceptions.ReadTimeout) for e in chain):
+        return f"timed out waiting for the answer from {where}"
+    if any(isinstance(e, (requests.Timeout, ConnectTimeoutError, TimeoutError)) for e in chain):
+        return f"timed out connecting to {where}"
+    return f"connection failed with {where}: {type(exc).__name__}"
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

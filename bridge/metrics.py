@@ -10,7 +10,8 @@ from django.db.models import Count
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
-from bridge.models import CcaasEndpoint, ConversationLink, Delivery
+from bridge.models import CcaasEndpoint, ConversationLink, Delivery, Lease
+from bridge.periodic import TICKER_LEASE
 
 GAUGES = {
     "bridge_handovers": ("Handovers by state", ["state"]),
@@ -38,6 +39,11 @@ GAUGES = {
     "bridge_endpoint_healthy": (
         "1 when the last call to the endpoint succeeded, 0 when it failed (no sample before any call)",
         ["endpoint"],
+    ),
+    "bridge_worker_heartbeat_overdue_seconds": (
+        "Seconds since the worker cluster last renewed the ticker's lease, beyond its expiry: 0 while a "
+        "worker runs the ticker (no sample before any worker ever ran)",
+        [],
     ),
 }
 
@@ -91,6 +97,12 @@ class BridgeCollector:
                 healthy.add_metric([endpoint.slug], 0)
         yield auth
         yield healthy
+        # The ticker's lease is the workers' heartbeat (the console's missing-worker alert reads it too).
+        expires = Lease.objects.filter(name=TICKER_LEASE).values_list("expires_at", flat=True).first()
+        overdue = _gauge("bridge_worker_heartbeat_overdue_seconds")
+        if expires is not None:
+            overdue.add_metric([], max(0.0, (timezone.now() - expires).total_seconds()))
+        yield overdue
 
 
 _registered = False

@@ -11,6 +11,7 @@ OwnMessage      every message the bridge created on either side, by the id that 
 HandoverEvent   the handover's timeline, for operators.
 Lease           named, expiring locks (the ticker, endpoint polls).
 InfobipBot      an Infobip external chatbot (`/ccaas/1/bots`) whose webhook is the bridge.
+Heartbeat       when the worker cluster last showed it was alive (for /healthz).
 """
 
 from __future__ import annotations
@@ -816,3 +817,17 @@ class RetiredEncryptionKey(models.Model):
 
     def __str__(self) -> str:
         return f"key {self.fingerprint} (retired {self.retired_at:%Y-%m-%d})"
+
+
+class Heartbeat(models.Model):
+    """The last time a process of one kind showed it was alive (the worker cluster's ticker writes
+    `worker`); /healthz reports a worker missing when its beat is older than
+    BRIDGE_HEARTBEAT_STALE_SECONDS. Written by bridge.heartbeat.beat()."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    beat_at = models.DateTimeField()
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.beat_at:%Y-%m-%d %H:%M:%S}"

@@ -4,20 +4,22 @@ handovers and closes idle ones. Named leases make sure each of these runs once a
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from bridge import alerts, bots, handlers, http, reconcile, retention, services
 from bridge import delivery as engine
 from bridge.connectors import get_connector
-from bridge.exceptions import BridgeError, TransientError
+from bridge.exceptions import BridgeError, TransientError, UpstreamError
+from bridge.heartbeat import beat as beat_worker_heartbeat
 from bridge.models import CcaasEndpoint, InfobipBot, Lease
 
 # How often the retention pass runs when a retention period is set.
@@ -103,6 +105,20 @@ def poll_endpoint(endpoint_id: int) -> services.Ingested | None:
                 poll_next_at=timezone.now() + timedelta(seconds=delay)
             )
             return None
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            # The contact center answered in a shape the connector did not expect: shown on the
+            # endpoint and tried again next interval, never a crash that hides the poll's failure.
+            logger.exception("poll of %s met an unexpected answer", endpoint.slug)
+            endpoint.record_failure(
+                UpstreamError(
+                    f"poll of {endpoint.slug}: unexpected answer ({type(exc).__name__}: {exc})"[:500],
+                    service=f"endpoint {endpoint.slug}",
+                )
+            )
+            CcaasEndpoint.objects.filter(pk=endpoint.pk).update(
+                poll_next_at=timezone.now() + timedelta(seconds=interval)
+            )
+            return None
         finally:
             heartbeat.stop()
             release_lease(name, token)
@@ -155,7 +171,7 @@ def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
         if inline:
             engine.drive_lane(link_id, lane)
         else:
-            async_task("bridge.tasks.drive_lane", link_id, lane, task_name=f"drive {lane} {link_id}"[:100])
+            engine.queue_lane(link_id, lane)
     if poll_all:
         endpoint_ids = [e.pk for e in CcaasEndpoint.objects.filter(enabled=True) if polls(e)]
     else:
@@ -207,25 +223,37 @@ def tick(*, inline: bool = False, poll_all: bool = False) -> TickResult:
 TICKER_LEASE = "ticker"
 
 
-def run_ticker(duration: float = 50.0) -> str:
-    """Tick every BRIDGE_TICK_SECONDS for `duration`, then hand over to a fresh ticker task.
+def ticker_lease_seconds() -> float:
+    """How long the ticker's lease lasts unless renewed: a crashed ticker is replaced after this."""
+    return max(0.2, settings.BRIDGE_TICK_SECONDS) * 3 + 2
 
-    django-q2 schedules fire at most once a minute; this loop gives second-level timers. The
-    per-minute schedule restarts the chain if a worker died; the lease keeps it to one ticker.
+
+def run_ticker(duration: float = 50.0, *, chain: bool = True) -> str:
+    """Tick every BRIDGE_TICK_SECONDS for `duration`, then (with `chain`) hand over to a fresh
+    ticker task.
+
+    Each worker process runs a ticker thread (start_ticker_thread); this task is the fallback the
+    per-minute schedule starts. The ticker lease keeps it to one ticker at a time across every
+    process and host, renewed by a heartbeat while the ticker lives.
     """
     from django_q.tasks import async_task
 
     period = max(0.2, settings.BRIDGE_TICK_SECONDS)
-    lease_seconds = period * 3 + 10
+    lease_seconds = ticker_lease_seconds()
     token = acquire_lease(TICKER_LEASE, lease_seconds)
     if token is None:
         return "another ticker is running"
     deadline = time.monotonic() + duration
     ticks = 0
+    heartbeat = engine.Heartbeat(
+        lambda: renew_lease(TICKER_LEASE, token, lease_seconds), lease_seconds, "ticker"
+    ).start()
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not heartbeat.lost:
             started = time.monotonic()
+            close_old_connections()
             try:
+                beat_worker_heartbeat()  # /healthz: the cluster is alive
                 tick()
             except Exception:
                 logger.exception("tick failed")
@@ -234,6 +262,41 @@ def run_ticker(duration: float = 50.0) -> str:
                 return f"lease lost after {ticks} ticks"
             time.sleep(max(0.0, period - (time.monotonic() - started)))
     finally:
+        heartbeat.stop()
         release_lease(TICKER_LEASE, token)
-    async_task("bridge.tasks.run_ticker", task_name="ticker")
+    if heartbeat.lost:
+        return f"lease lost after {ticks} ticks"
+    if chain:
+        async_task("bridge.tasks.run_ticker", task_name="ticker")
     return f"{ticks} ticks"
+
+
+_ticker_thread: threading.Thread | None = None
+
+
+def start_ticker_thread() -> None:
+    """Run a ticker beside this worker process's tasks (django-q2's post_spawn signal calls it).
+
+    Every worker process runs one; the ticker lease lets exactly one of them tick at a time, and the
+    others take over within one ticker lease if its process dies. So polls, retries and stuck
+    detection start with the cluster, not at the scheduler's next minute, and never wait behind
+    queued tasks.
+    """
+    global _ticker_thread
+    if _ticker_thread is not None and _ticker_thread.is_alive():
+        return
+    _ticker_thread = threading.Thread(target=_ticker_loop, name="bridge ticker", daemon=True)
+    _ticker_thread.start()
+
+
+def _ticker_loop() -> None:
+    from bridge.models import Lease
+
+    while True:
+        try:
+            close_old_connections()
+            if not Lease.objects.filter(name=TICKER_LEASE, expires_at__gt=timezone.now()).exists():
+                run_ticker(duration=3600, chain=False)
+        except Exception:
+            logger.exception("the ticker thread hit an error; it tries again")
+        time.sleep(min(1.0, max(0.2, settings.BRIDGE_TICK_SECONDS)))

@@ -259,7 +259,7 @@ def queue_for_ccaas(link: ConversationLink, message: InfobipMessage, *, recovere
     )
     if message.normalised:
         _note_normalised(link, f"message {message.id}", message.normalised)
-    Delivery.objects.create(
+    queued = Delivery.objects.create(
         link=link,
         message=row,
         kind=Delivery.Kind.MESSAGE,
@@ -273,7 +273,7 @@ def queue_for_ccaas(link: ConversationLink, message: InfobipMessage, *, recovere
         Coalesce("last_infobip_message_at", Value(message.created_at)), Value(message.created_at)
     )
     ConversationLink.objects.filter(pk=link.pk).update(last_activity_at=now, last_infobip_message_at=newest)
-    engine.enqueue_lane(link.pk, Delivery.Lane.TO_CCAAS)
+    engine.enqueue_lane(link.pk, Delivery.Lane.TO_CCAAS, delivery_id=queued.pk)
     return row
 
 
@@ -413,7 +413,7 @@ def _apply_event(endpoint: CcaasEndpoint, event: CcaasEvent, row: InboundEvent, 
                     created_at=event.message.sent_at or timezone.now(),
                     raw=event.raw,
                 )
-                Delivery.objects.create(
+                queued = Delivery.objects.create(
                     link=link,
                     message=message,
                     kind=Delivery.Kind.MESSAGE,
@@ -426,7 +426,7 @@ def _apply_event(endpoint: CcaasEndpoint, event: CcaasEvent, row: InboundEvent, 
             return "agent message already received"
         result.messages += 1
         ConversationLink.objects.filter(pk=link.pk).update(last_activity_at=timezone.now())
-        engine.enqueue_lane(link.pk, Delivery.Lane.TO_INFOBIP)
+        engine.enqueue_lane(link.pk, Delivery.Lane.TO_INFOBIP, delivery_id=queued.pk)
         return ""
     if event.type == EventType.ACCEPTED:
         if link.accepted_at is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db.models.signals import post_migrate
 from django.dispatch import receiver
+from django_q.signals import post_spawn
 
 TICKER_SCHEDULE = "bridge ticker"
 
@@ -33,3 +34,11 @@ def ensure_operator_groups(sender, app_config=None, using="default", **kwargs) -
     from bridge.permissions import ensure_groups
 
     ensure_groups(add_only=True)
+
+
+@receiver(post_spawn)
+def start_ticker(sender, proc_name=None, **kwargs) -> None:
+    """Each django-q2 worker process runs a ticker thread; a lease lets one tick at a time."""
+    from bridge import periodic
+
+    periodic.start_ticker_thread()

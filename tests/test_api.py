@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from bridge import heartbeat
 from bridge.models import CcaasEndpoint, ConversationLink, Delivery, Message, State
 
 pytestmark = pytest.mark.django_db
@@ -263,6 +264,13 @@ def test_closed_handover_is_never_stuck(api, settings):
 
 # --- healthz ---------------------------------------------------------------------------------------
 def test_healthz(client):
+    heartbeat.beat(force=True)  # a worker cluster is running
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "broker": "ok",
+        "worker": "ok",
+        "infobip": "configured",
+    }

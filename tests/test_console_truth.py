@@ -259,7 +259,7 @@ def test_overview_lists_and_metrics_agree_on_every_count(root, generic_endpoint)
         response = root.get(reverse(f"admin:bridge_{model}_changelist") + "?" + query)
         return response.context["cl"].result_count
 
-    # stuck: the opening failing for an hour, and the active handover with a dead letter (at once)
+    # Stuck: the handover not opened for two hours, and the one with a dead letter (at once).
     expected = {"stuck": 2, "failing": 2, "dead": 1, "waiting_for_agent": 2, "waiting_customers": 3}
     assert {name: getattr(overview, name) for name in expected} == expected
     assert listed("conversationlink", "attention=stuck") == metric("bridge_handovers_stuck") == 2

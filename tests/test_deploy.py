@@ -177,3 +177,27 @@ def test_alert_rules_use_only_metrics_the_bridge_exports(client, settings):
     for rule in rules():
         used = set(re.findall(r"\b(bridge_[a-z_]+)\b", rule["expr"]))
         assert used <= exported, (rule["alert"], used - exported)
+
+
+@pytest.mark.django_db
+def test_the_worker_heartbeat_metric_is_the_ticker_lease(client, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bridge.models import Lease
+    from bridge.periodic import TICKER_LEASE
+
+    settings.BRIDGE_METRICS_PUBLIC = True
+
+    def overdue() -> float | None:
+        for line in client.get("/metrics").content.decode().splitlines():
+            if line.startswith("bridge_worker_heartbeat_overdue_seconds "):
+                return float(line.split()[1])
+        return None
+
+    assert overdue() is None  # no worker ever ran: no sample, so the alert's absent() fires
+    Lease.objects.create(name=TICKER_LEASE, owner="w", expires_at=timezone.now() + timedelta(seconds=30))
+    assert overdue() == 0.0
+    Lease.objects.filter(name=TICKER_LEASE).update(expires_at=timezone.now() - timedelta(seconds=90))
+    assert 90 <= overdue() < 150

@@ -477,3 +477,17 @@ def test_malformed_escalations_are_400_with_a_json_error(client, settings, body,
     assert response.status_code == 400, response.content
     assert field in response.json()["error"]
     assert not ConversationLink.objects.exists()
+
+
+def test_a_poll_answer_the_connector_cannot_read_is_an_endpoint_error_and_polls_go_on(endpoint, monkeypatch):
+    """A connector meeting an answer shape it does not expect (here `"events": null` slipping past
+    its page check) leaves a visible endpoint error and the next poll scheduled, not a crash."""
+    from bridge.connectors.generic import GenericConnector
+
+    endpoint.config = {**endpoint.config, "mode": "poll"}
+    endpoint.save()
+    monkeypatch.setattr(GenericConnector, "_events_page", lambda self, cursor: {"events": None})
+    assert periodic.poll_endpoint(endpoint.pk) is None
+    endpoint.refresh_from_db()
+    assert "unexpected answer (TypeError" in endpoint.last_error
+    assert endpoint.poll_next_at is not None

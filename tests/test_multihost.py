@@ -48,6 +48,7 @@ CUSTOMER_MESSAGES = 20  # per conversation: 2,000 in all
 AGENT_REPLIES = 10  # per conversation: 1,000 in all
 REDIS_DB = 9
 SENDERS = 8
+WORKERS_PER_HOST = 2
 
 
 def redis_address() -> tuple[str, int]:
@@ -122,7 +123,7 @@ def test_several_hosts_lose_nothing_when_one_is_killed_and_another_cut_off(netwo
             ALLOWED_HOSTS="*",
             BRIDGE_ALLOW_PRIVATE_URLS="1",
             BRIDGE_LEASE_SECONDS="3",
-            Q_WORKERS="2",
+            Q_WORKERS=str(WORKERS_PER_HOST),
             LOG_LEVEL="WARNING",
         )
 
@@ -282,17 +283,21 @@ def test_several_hosts_lose_nothing_when_one_is_killed_and_another_cut_off(netwo
     time.sleep(3)  # anything still in flight would show up as a duplicate now
     done.set()
 
-    lost = duplicated = reordered = 0
+    # Per side: to the contact center (every POST carries an Idempotency-Key) and to the customer
+    # (Infobip's Create Message takes no idempotency key).
+    counts = {"to contact center": [0, 0, 0], "to customer": [0, 0, 0]}  # lost, duplicated, reordered
     for n, conv in enumerate(conversations):
         got = [m["content"]["text"] for m in ccaas.interactions[interaction[conv]]["messages"]]
         want = [f"c{n}-{i}" for i in range(CUSTOMER_MESSAGES)]
         replies = [m["content"]["text"] for m in infobip.sent_to_customer(conv)]
         want_replies = [f"a{n}-{r}" for r in range(AGENT_REPLIES)]
-        for have, should in ((got, want), (replies, want_replies)):
-            lost += len(set(should) - set(have))
-            duplicated += len(have) - len(set(have))
-            kept = [x for x in have if x in should]
-            reordered += sum(1 for a, b in itertools.pairwise(kept) if should.index(a) > should.index(b))
+        for side, have, should in (("to contact center", got, want), ("to customer", replies, want_replies)):
+            counts[side][0] += len(set(should) - set(have))
+            counts[side][1] += len(have) - len(set(have))
+            first_seen = list(dict.fromkeys(x for x in have if x in should))
+            counts[side][2] += sum(
+                1 for a, b in itertools.pairwise(first_seen) if should.index(a) > should.index(b)
+            )
     resent = sum(i["duplicates"] for i in ccaas.interactions.values())
     stall = _longest_run_without_progress([s for s in progress if s[0] >= fault_at], expected_total)
     print(
@@ -300,11 +305,17 @@ def test_several_hosts_lose_nothing_when_one_is_killed_and_another_cut_off(netwo
         f"{total} messages posted in {sent_after:.1f}s ({next(refused)} answers other than 200, retried); "
         f"all delivered {finished - fault_at:.1f}s after the faults (kill + 10 s database cut); "
         f"longest delivery stall after the faults {stall:.1f}s; "
-        f"lost={lost} duplicated={duplicated} reordered={reordered}; "
-        f"re-sent requests absorbed by Idempotency-Key: {resent}; connections refused while cut: "
+        + "; ".join(f"{side}: lost={c[0]} duplicated={c[1]} reordered={c[2]}" for side, c in counts.items())
+        + f"; re-sent requests absorbed by Idempotency-Key: {resent}; connections refused while cut: "
         f"{net.hosts[3].db_relay.refused}"
     )
-    assert (lost, duplicated, reordered) == (0, 0, 0)
+    assert counts["to contact center"] == [0, 0, 0]
+    lost, duplicated, reordered = counts["to customer"]
+    assert (lost, reordered) == (0, 0)
+    # A call whose worker dies (or loses the database) after sending and before recording it cannot
+    # be told from one never made: Infobip's Create Message has no idempotency key, so such a call is
+    # made again (docs/reliability.md). At most one per worker process of the two faulted hosts.
+    assert duplicated <= 2 * WORKERS_PER_HOST
 
 
 def _longest_run_without_progress(samples: list[tuple[float, int]], target: int) -> float:

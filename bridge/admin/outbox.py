@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.urls import reverse
-from django.utils.html import format_html
 
-from bridge import delivery, operations
-from bridge.admin.display import STATE_TONES, ReadOnlyMixin, actor, badge, pretty_json, short
+from bridge import operations, services
+from bridge.admin.display import (
+    STATE_TONES,
+    ReadOnlyMixin,
+    actor,
+    badge,
+    error_text,
+    handover_column,
+    plural,
+    pretty_json,
+    short,
+)
 from bridge.admin.filters import DeliveryStatusFilter
 from bridge.exceptions import BridgeError
-from bridge.models import Delivery, InboundEvent, Message
+from bridge.models import ConversationLink, Delivery, InboundEvent, Message
 
 
 @admin.register(Delivery)
@@ -40,8 +48,7 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Handover")
     def handover(self, obj):
-        url = reverse("admin:bridge_conversationlink_change", args=[obj.link_id])
-        return format_html('<a href="{}">{}</a>', url, short(obj.link.conversation_id, 36))
+        return handover_column(obj)
 
     @admin.display(description="State", ordering="state")
     def state_badge(self, obj):
@@ -52,9 +59,9 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Last error")
     def error(self, obj):
-        return format_html(
-            '<span class="hb-error" title="{}">{}</span>', obj.last_error, short(obj.last_error, 70)
-        )
+        if obj.state in (Delivery.Status.DONE, Delivery.Status.SKIPPED):
+            return short(obj.last_error, 70)  # why it was not needed: a note, not an error
+        return error_text(obj.last_error, 70)
 
     @admin.display(description="Payload")
     def payload_pretty(self, obj):
@@ -62,12 +69,13 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Retry now (dead letters and waiting, order kept)", permissions=["change"])
     def retry_selected(self, request, queryset):
-        rows = list(queryset.select_related("link")[:1000])
-        count = delivery.retry_dead(Delivery.objects.filter(pk__in=[r.pk for r in rows]))
-        for link in {r.link for r in rows}:
-            link.note("retry", "deliveries queued again from the admin", actor=actor(request))
+        rows = Delivery.objects.filter(pk__in=list(queryset.values_list("pk", flat=True)[:1000]))
+        count = services.retry_deliveries(rows, actor=actor(request))
+        for link in ConversationLink.objects.filter(pk__in=rows.values("link_id")):
             self.log_change(request, link, "Retried dead/waiting deliveries.")
-        self.message_user(request, f"{count} deliveries queued again.", messages.SUCCESS)
+        self.message_user(
+            request, f"{plural(count, 'delivery', 'deliveries')} queued again.", messages.SUCCESS
+        )
 
 
 @admin.register(Message)
@@ -95,8 +103,7 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Handover")
     def handover(self, obj):
-        url = reverse("admin:bridge_conversationlink_change", args=[obj.link_id])
-        return format_html('<a href="{}">{}</a>', url, short(obj.link.conversation_id, 36))
+        return handover_column(obj)
 
     @admin.display(description="Text")
     def text_short(self, obj):
@@ -118,7 +125,7 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Last error")
     def delivery_error(self, obj):
         item = self._delivery(obj)
-        return short(item.last_error, 60) if item else ""
+        return error_text(item.last_error, 60) if item and item.state != Delivery.Status.DONE else ""
 
     @admin.display(description="Content")
     def content_pretty(self, obj):
@@ -128,9 +135,21 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def raw_pretty(self, obj):
         return pretty_json(obj.raw)
 
-    @admin.action(description="Resend the selected messages", permissions=["change"])
+    @admin.action(
+        description="Resend the selected customer messages to the contact center", permissions=["change"]
+    )
     def resend_selected(self, request, queryset):
         done = 0
+        to_customers = queryset.filter(source=Message.Source.CCAAS).count()
+        if to_customers:
+            # Sending to customers again asks for confirmation, one message at a time, on its handover.
+            self.message_user(
+                request,
+                f"Not resent: {plural(to_customers, 'agent message')} would reach the customer a second "
+                "time; resend those one at a time from the handover's transcript.",
+                messages.ERROR,
+            )
+            return
         for message in queryset.select_related("link")[:200]:
             try:
                 operations.resend_message(message, actor=actor(request))
@@ -139,7 +158,7 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 continue
             self.log_change(request, message.link, f"Resent message {message.external_id}.")
             done += 1
-        self.message_user(request, f"{done} message(s) queued again.", messages.SUCCESS)
+        self.message_user(request, f"{plural(done, 'message')} queued again.", messages.SUCCESS)
 
 
 @admin.register(InboundEvent)
@@ -157,10 +176,7 @@ class InboundEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Handover")
     def handover(self, obj):
-        if obj.link_id is None:
-            return "—"
-        url = reverse("admin:bridge_conversationlink_change", args=[obj.link_id])
-        return format_html('<a href="{}">{}</a>', url, short(obj.link.conversation_id, 36))
+        return handover_column(obj)
 
     @admin.display(description="Payload")
     def payload_pretty(self, obj):

@@ -253,7 +253,7 @@ class GenericConnector(Connector):
             response = self.session.get(self.base_url, timeout=http.timeout(), headers=headers)
         except requests.RequestException as exc:
             raise TransientError(
-                f"{self._service}: cannot reach {http.redact_url(self.base_url)}: {type(exc).__name__}",
+                f"{self._service}: cannot reach {http.redact_url(self.base_url)}: {http.describe_failure(exc)}",
                 service=self._service,
             ) from exc
         if response.status_code in (401, 403) or response.status_code >= 500:

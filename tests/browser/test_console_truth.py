@@ -221,3 +221,33 @@ def test_the_endpoint_form_has_no_null_and_complete_help_texts(screen, live_serv
     error = page.query_selector(".form-row.field-cfg__zendesk__base_url .errorlist")
     assert error is not None and "http(s) URL" in error.inner_text()
     shot(page, f"{width}-50-endpoint-form-error-at-field")
+
+
+def test_an_operator_subscribes_to_alerts_and_a_stuck_handover_is_told_once(
+    screen, live_server, shot, endpoint, mailoutbox
+):
+    from bridge import alerts
+
+    page, width = screen
+    page.goto(f"{live_server.url}/admin/bridge/alertchannel/add/")
+    page.fill("#id_name", "ops mail")
+    page.select_option("#id_kind", "email")
+    page.fill("#id_recipients", "ops@example.com")
+    page.check("input[name=events][value=stuck]")
+    assert _fits(page)
+    shot(page, f"{width}-60-alert-channel-add")
+    page.click("input[name=_save]")
+    page.wait_for_selector(".messagelist")
+    assert "Stuck handover" in page.inner_text("#result_list")
+
+    link = _requested(endpoint, "conv-alerted")
+    for _ in range(3):
+        alerts.run()
+    assert len(mailoutbox) == 1 and str(link.pk) in mailoutbox[0].body
+    page.goto(f"{live_server.url}/admin/bridge/alertnotification/")
+    assert "Sent" in page.inner_text("#result_list")
+    shot(page, f"{width}-61-alert-sent")
+
+    ConversationLink.objects.filter(pk=link.pk).update(state="CLOSED", closed_at=timezone.now())
+    alerts.run()
+    assert len(mailoutbox) == 2 and mailoutbox[1].subject.startswith("[Handover Bridge] Resolved")

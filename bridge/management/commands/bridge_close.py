@@ -26,5 +26,5 @@ class Command(BaseCommand):
             from bridge import delivery
 
             delivery.drain()
-            link.refresh_from_db()
+        link.refresh_from_db()  # the state after the close, not the one it was found in
         self.stdout.write(f"handover {link.pk} ({link.conversation_id}): {link.state}")

@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.validators import validate_slug
 from django.db import transaction
 
 from bridge import operations
@@ -15,6 +17,8 @@ from bridge.connectors import REGISTRY, connector_class
 from bridge.exceptions import BridgeError
 from bridge.fields import is_readable
 from bridge.models import CcaasEndpoint
+
+SLUG_MAX_LENGTH = CcaasEndpoint._meta.get_field("slug").max_length
 
 
 def _json_object(value: str, what: str) -> dict:
@@ -25,6 +29,30 @@ def _json_object(value: str, what: str) -> dict:
     if not isinstance(data, dict):
         raise CommandError(f"--{what} must be a JSON object")
     return data
+
+
+def _routing_rules(value: str) -> list:
+    example = '[{"tags_any": ["billing"]}]'
+    try:
+        rules = json.loads(value)
+    except ValueError as exc:
+        raise CommandError(f"--routing-rules is not valid JSON ({exc}); e.g. {example}") from exc
+    if not isinstance(rules, list) or not all(isinstance(rule, dict) for rule in rules):
+        raise CommandError(f"--routing-rules must be a JSON list of objects, e.g. {example}")
+    return rules
+
+
+def _checked_slug(slug: str) -> str:
+    """A slug as the webhook URL and the escalation API take it (letters, digits, - and _)."""
+    try:
+        validate_slug(slug)
+    except ValidationError as exc:
+        raise CommandError(
+            f"slug {slug!r} is not valid: use letters, digits, hyphens and underscores, e.g. acme-support"
+        ) from exc
+    if len(slug) > SLUG_MAX_LENGTH:
+        raise CommandError(f"slug {slug!r} is too long: at most {SLUG_MAX_LENGTH} characters")
+    return slug
 
 
 class Command(BaseCommand):
@@ -81,10 +109,7 @@ class Command(BaseCommand):
             kept = {} if creating or not is_readable(endpoint) else endpoint.credentials
             endpoint.credentials = {**kept, **new}
         if options.get("routing_rules"):
-            rules = json.loads(options["routing_rules"])
-            if not isinstance(rules, list):
-                raise CommandError("--routing-rules must be a JSON list")
-            endpoint.routing_rules = rules
+            endpoint.routing_rules = _routing_rules(options["routing_rules"])
         if options.get("enable"):
             endpoint.enabled = True
         if options.get("disable"):
@@ -117,6 +142,7 @@ class Command(BaseCommand):
         return options.get("credentials")
 
     def _create(self, slug: str, kind: str, **options) -> None:
+        _checked_slug(slug)
         if CcaasEndpoint.objects.filter(slug=slug).exists():
             raise CommandError(f"endpoint {slug!r} exists; use 'update'")
         endpoint = CcaasEndpoint(slug=slug, kind=kind)
@@ -136,7 +162,7 @@ class Command(BaseCommand):
         rows = CcaasEndpoint.objects.all()
         if not rows:
             self.stdout.write(
-                "no endpoints; create one with: manage.py bridge_endpoint create SLUG --kind generic ..."
+                "no endpoints; create one with: .venv/bin/python manage.py bridge_endpoint create SLUG --kind generic ..."
             )
             return
         for e in rows:
